@@ -1,0 +1,1 @@
+//! Benchmarks for imxp; see `benches/`.

@@ -1,0 +1,1 @@
+//! The durable spool. Work in progress.

@@ -1,0 +1,1 @@
+//! Harness for the multi-component scenarios in `tests/tests/`.
