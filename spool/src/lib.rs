@@ -1,1 +1,2 @@
-//! The durable spool. Work in progress.
+//! The durable spool of imxpd.
+pub mod engine;

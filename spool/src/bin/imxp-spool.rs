@@ -1,0 +1,2 @@
+//! imxp-spool (in progress).
+fn main() {}
