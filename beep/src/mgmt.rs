@@ -244,9 +244,12 @@ fn parse_profile(element: &Element) -> Result<Profile, MgmtError> {
     if let Some(child) = element.elements().next() {
         return Err(MgmtError::UnexpectedElement(child.name.clone()));
     }
-    let text = element.text();
+    // Whitespace around a CDATA section, or around plain text, is layout.
+    let text = element
+        .cdata()
+        .unwrap_or_else(|| element.text().trim().to_owned());
     let init = match element.attribute("encoding").unwrap_or("none") {
-        _ if text.trim().is_empty() => None,
+        _ if text.is_empty() => None,
         "none" => Some(text.into_bytes()),
         "base64" => Some(
             base64::engine::general_purpose::STANDARD
@@ -509,12 +512,7 @@ mod tests {
         };
         assert_eq!(parsed.number, 7);
         assert_eq!(parsed.server_name.as_deref(), Some("relay.example"));
-        assert_eq!(
-            std::str::from_utf8(parsed.profiles[0].init.as_ref().unwrap())
-                .unwrap()
-                .trim(),
-            "<ready />"
-        );
+        assert_eq!(parsed.profiles[0].init.as_deref(), Some(&b"<ready />"[..]));
         assert_eq!(
             parsed.profiles[1].init.as_deref(),
             Some(&[0u8, 159, 146, 150][..])

@@ -56,8 +56,10 @@ pub struct Element {
 pub enum Node {
     /// A child element.
     Element(Element),
-    /// Character data: text with references resolved, or a CDATA section.
+    /// Character data with references resolved.
     Text(String),
+    /// A CDATA section.
+    CData(String),
 }
 
 impl Element {
@@ -73,7 +75,7 @@ impl Element {
     pub fn elements(&self) -> impl Iterator<Item = &Self> {
         self.children.iter().filter_map(|node| match node {
             Node::Element(element) => Some(element),
-            Node::Text(_) => None,
+            Node::Text(_) | Node::CData(_) => None,
         })
     }
 
@@ -82,17 +84,28 @@ impl Element {
         self.children
             .iter()
             .filter_map(|node| match node {
-                Node::Text(text) => Some(text.as_str()),
+                Node::Text(text) | Node::CData(text) => Some(text.as_str()),
                 Node::Element(_) => None,
             })
             .collect()
+    }
+
+    /// The content of the CDATA sections directly inside this element,
+    /// concatenated, if there is any (whitespace around them is layout).
+    pub fn cdata(&self) -> Option<String> {
+        let mut sections = self.children.iter().filter_map(|node| match node {
+            Node::CData(text) => Some(text.as_str()),
+            _ => None,
+        });
+        let first = sections.next()?;
+        Some(sections.fold(first.to_owned(), |acc, s| acc + s))
     }
 
     /// True if the element has child elements or non-whitespace text.
     pub fn has_content(&self) -> bool {
         self.children.iter().any(|node| match node {
             Node::Element(_) => true,
-            Node::Text(text) => !text.trim().is_empty(),
+            Node::Text(text) | Node::CData(text) => !text.trim().is_empty(),
         })
     }
 }
@@ -142,7 +155,7 @@ pub fn parse(document: &[u8]) -> Result<Element, XmlError> {
                 let value = cdata
                     .decode()
                     .map_err(|e| XmlError::Syntax(e.to_string()))?;
-                push_text(&mut stack, &value)?;
+                push_node(&mut stack, Node::CData(value.into_owned()))?;
             }
             Event::GeneralRef(reference) => {
                 let resolved = match reference
@@ -211,6 +224,16 @@ fn close(stack: &mut [Element], root: &mut Option<Element>, element: Element) {
     match stack.last_mut() {
         Some(parent) => parent.children.push(Node::Element(element)),
         None => *root = Some(element),
+    }
+}
+
+fn push_node(stack: &mut [Element], node: Node) -> Result<(), XmlError> {
+    match stack.last_mut() {
+        Some(parent) => {
+            parent.children.push(node);
+            Ok(())
+        }
+        None => Err(XmlError::Root),
     }
 }
 

@@ -49,6 +49,8 @@ pub(crate) enum OnSent {
     TlsProceed,
     /// `<ready />` went out (initiator): send nothing more until the answer.
     TlsReadySent,
+    /// Our greeting went out: SEQ frames for channel 0 may follow.
+    Greeted,
     /// The negative greeting went out: the session is over.
     Refused,
 }

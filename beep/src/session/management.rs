@@ -42,6 +42,8 @@ impl Session {
             return Err(SessionError::UnexpectedManagementReply("second greeting"));
         }
         match mgmt::parse_reply(payload).map_err(SessionError::ManagementReply)? {
+            // Refusing the session: the peer's greeting is ignored (RFC 3080 §2.4).
+            Reply::Greeting(_) if self.config.refuse.is_some() => Ok(()),
             Reply::Greeting(greeting) if !error => {
                 self.phase = Phase::Open;
                 self.greeting_deadline = None;

@@ -331,6 +331,8 @@ pub struct Session {
     /// We asked to release (pending until our MSGs are acknowledged).
     release_pending: Option<ReplyCode>,
     greeting_deadline: Option<Instant>,
+    /// Our greeting (or refusal) has been written: nothing else may precede it.
+    greeting_sent: bool,
     close_deadlines: BTreeMap<u32, Instant>,
     now: Instant,
 }
@@ -374,6 +376,7 @@ impl Session {
             release_requested: None,
             release_pending: None,
             greeting_deadline: None,
+            greeting_sent: false,
             close_deadlines: BTreeMap::new(),
             now,
             config,
@@ -395,6 +398,7 @@ impl Session {
         self.start_requests.clear();
         self.close_deadlines.clear();
         self.peer_greeting = None;
+        self.greeting_sent = false;
         self.server_name = None;
         self.tls_proceed_pending = None;
         self.release_requested = None;
@@ -417,13 +421,16 @@ impl Session {
         zero.next_msgno = 1;
         let (keyword, payload, on_sent) = match &self.config.refuse {
             Some(error) => (Keyword::Err, error.to_payload(), Some(OnSent::Refused)),
-            None => (Keyword::Rpy, self.greeting().to_payload(), None),
+            None => (
+                Keyword::Rpy,
+                self.greeting().to_payload(),
+                Some(OnSent::Greeted),
+            ),
         };
         let mut greeting = Outgoing::new(keyword, 0, Bytes::from(payload));
         greeting.on_sent = on_sent;
         zero.enqueue(greeting);
         self.channels.insert(0, zero);
-        self.seq_dirty.insert(0);
         self.mark_ready(0);
         self.greeting_deadline = self.config.greeting_timeout.map(|t| now + t);
     }
@@ -849,7 +856,7 @@ impl Session {
         let dirty = std::mem::take(&mut self.seq_dirty);
         for number in dirty {
             if let Some(channel) = self.channels.get_mut(&number) {
-                if !channel.announced {
+                if !channel.announced || !self.greeting_sent {
                     self.seq_dirty.insert(number);
                     continue;
                 }
@@ -1256,7 +1263,11 @@ impl Session {
                 });
             }
             OnSent::TlsReadySent => self.phase = Phase::TlsReadySent,
-            OnSent::Refused => self.phase = Phase::Ended,
+            OnSent::Greeted => self.greeting_sent = true,
+            OnSent::Refused => {
+                self.greeting_sent = true;
+                self.phase = Phase::Ended;
+            }
         }
     }
 }
