@@ -36,6 +36,8 @@
 
 pub mod error;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod mgmt;
 pub mod mime;
 pub mod reply_code;
