@@ -69,7 +69,7 @@ fn greeting_advertises_profiles_features_and_localize() {
     let greeting = pair.initiator.peer_greeting().unwrap();
     assert_eq!(
         greeting.profiles,
-        vec!["http://iana.org/beep/TLS".to_string(), APP.to_string()]
+        vec![APP.to_string(), "http://iana.org/beep/TLS".to_string()]
     );
     assert_eq!(greeting.features, vec!["x-fast".to_string()]);
     assert_eq!(greeting.localize, vec!["fr".to_string(), "en".to_string()]);

@@ -29,7 +29,8 @@ pub struct DataHeader {
     pub seqno: u32,
     /// Payload size in octets, 0..2147483647.
     pub size: u32,
-    /// Answer number; present exactly for ANS frames.
+    /// Answer number; present exactly for ANS frames (accepted up to
+    /// 4294967295, sent up to 2147483647).
     pub ansno: Option<u32>,
 }
 
@@ -95,7 +96,10 @@ pub fn parse_header(line: &[u8]) -> Result<Header, FrameError> {
     let seqno = number(fields.next(), MAX_32, "seqno")?;
     let size = number(fields.next(), MAX_31, "size")?;
     let ansno = if keyword == Keyword::Ans {
-        Some(number(fields.next(), MAX_31, "ansno")?)
+        // RFC 3080's ABNF says 0..2147483647 but §2.2.1.1's text says
+        // 0..4294967295 (spec-digest §9.1): accept the wider range, emit
+        // the narrower one.
+        Some(number(fields.next(), MAX_32, "ansno")?)
     } else {
         None
     };

@@ -178,7 +178,7 @@ fn limits_are_checked_before_buffering() {
             limit: 65536
         })
     );
-    let long = vec![b'M'; MAX_HEADER_LINE];
+    let long = [b'M'; MAX_HEADER_LINE];
     let mut buf = BytesMut::from(&long[..]);
     assert_eq!(decode(&mut buf, 1024), Err(FrameError::HeaderTooLong));
     let mut buf = BytesMut::from(&long[..MAX_HEADER_LINE - 1]);

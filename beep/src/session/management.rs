@@ -168,21 +168,30 @@ impl Session {
         if let Some(error) = problem {
             return self.reply_error(0, msgno, error);
         }
+        // The first offered profile we can run wins; a SASL mechanism that
+        // refuses to start (e.g. 538 without TLS) lets later offers be tried,
+        // and its error is the answer if none can (RFC 3080 §2.3.1.2).
+        let mut refusal = None;
         for profile in &start.profiles {
             if profile.uri == TLS_URI && self.config.tls_server && !self.tls_active {
                 return self.start_tls_server(msgno, &start, profile.init.as_deref());
             }
             if let (Some(mechanism), Some(factory), None) = (
                 sasl::mechanism_of(&profile.uri),
-                &self.config.sasl,
+                self.config.sasl.clone(),
                 &self.authenticated,
             ) && factory
                 .mechanisms(&self.auth_context())
                 .iter()
                 .any(|m| m == mechanism)
             {
-                let mechanism = mechanism.to_owned();
-                return self.start_sasl_server(msgno, &start, &mechanism, profile);
+                match factory.start(mechanism, &self.auth_context()) {
+                    Ok(server) => {
+                        let mechanism = mechanism.to_owned();
+                        return self.start_sasl_server(msgno, &start, &mechanism, profile, server);
+                    }
+                    Err(error) => refusal = refusal.or(Some(error)),
+                }
             }
         }
         let app: Vec<Profile> = start
@@ -191,6 +200,9 @@ impl Session {
             .filter(|p| self.app_profiles_available() && self.config.profiles.contains(&p.uri))
             .collect();
         if app.is_empty() {
+            if let Some(error) = refusal {
+                return self.reply_error(0, msgno, error);
+            }
             return self.reply_error(
                 0,
                 msgno,
@@ -359,12 +371,14 @@ impl Session {
 
     // ===== SASL, server side =====
 
-    fn start_sasl_server(&mut self, msgno: u32, start: &Start, mechanism: &str, profile: &Profile) {
-        let factory = self.config.sasl.clone().expect("checked by caller");
-        let mut server = match factory.start(mechanism, &self.auth_context()) {
-            Ok(server) => server,
-            Err(error) => return self.reply_error(0, msgno, error),
-        };
+    fn start_sasl_server(
+        &mut self,
+        msgno: u32,
+        start: &Start,
+        mechanism: &str,
+        profile: &Profile,
+        mut server: Box<dyn sasl::SaslServer>,
+    ) {
         let step = match profile.init.as_deref().map(Blob::parse) {
             None => server.step(None),
             Some(Ok(blob)) if blob.status == BlobStatus::Abort => ServerStep::Failure(
@@ -531,13 +545,16 @@ impl Session {
                 self.start_reply(number, &offered, kind, reply)
             }
             (PendingOp::Close { number, code }, Reply::Ok) => {
-                self.channels.remove(&number);
                 self.close_deadlines.remove(&number);
-                self.events.push_back(Event::ChannelClosed {
-                    channel: number,
-                    code,
-                    local: true,
-                });
+                // After a simultaneous close (spec-digest §9.4) the channel
+                // is already gone: report it once.
+                if self.channels.remove(&number).is_some() {
+                    self.events.push_back(Event::ChannelClosed {
+                        channel: number,
+                        code,
+                        local: true,
+                    });
+                }
                 Ok(())
             }
             (PendingOp::Close { number, .. }, Reply::Error(error)) => {

@@ -437,10 +437,8 @@ impl Session {
 
     /// Our greeting: tuning profiles still available, then application profiles.
     fn greeting(&self) -> Greeting {
+        // Order as in RFC 3080 §3's examples: SASL, application, then TLS.
         let mut profiles = Vec::new();
-        if self.config.tls_server && !self.tls_active {
-            profiles.push(TLS_URI.to_owned());
-        }
         if self.authenticated.is_none()
             && let Some(sasl) = &self.config.sasl
         {
@@ -452,6 +450,9 @@ impl Session {
         }
         if self.app_profiles_available() {
             profiles.extend(self.config.profiles.iter().cloned());
+        }
+        if self.config.tls_server && !self.tls_active {
+            profiles.push(TLS_URI.to_owned());
         }
         Greeting {
             profiles,
@@ -1114,9 +1115,10 @@ impl Session {
         Err(UserError::TooManyChannels)
     }
 
-    /// Asks to close `channel` (RFC 3080 §2.3.1.3). The `<close>` is sent
-    /// once every MSG we sent on it is acknowledged; `Event::ChannelClosed`
-    /// or `Event::CloseRefused` follows.
+    /// Asks to close `channel` (RFC 3080 §2.3.1.3; any channel but 0, which
+    /// is [`Session::release`]). The `<close>` is sent once every MSG we sent
+    /// on it is acknowledged; `Event::ChannelClosed` or
+    /// `Event::CloseRefused` follows.
     pub fn close_channel(
         &mut self,
         channel: u32,
@@ -1124,7 +1126,10 @@ impl Session {
         diagnostic: impl Into<String>,
     ) -> Result<(), UserError> {
         self.check_open()?;
-        let state = self.app_channel_mut(channel)?;
+        let state = match self.channels.get_mut(&channel) {
+            Some(state) if channel != 0 => state,
+            _ => return Err(UserError::NoSuchChannel(channel)),
+        };
         if state.local_close != LocalClose::None {
             return Err(UserError::ChannelClosing(channel));
         }
