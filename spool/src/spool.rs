@@ -351,6 +351,12 @@ enum Op {
     },
     PruneDedup,
     Repair(Fix),
+    /// Restore a dedup or quarantine entry from a dump (kept if present).
+    Restore {
+        tree: Tree,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
 }
 
 /// A repair found by `check`, re-validated by the committer before it is
@@ -633,6 +639,28 @@ fn apply(view: &mut View<'_>, op: Op, ctx: &Ctx<'_>) -> Result<Output, SpoolErro
             Ok(Output::Count(n))
         }
         Op::Repair(fix) => repair_op(view, fix, ctx),
+        Op::Restore { tree, key, value } => {
+            if view.get(tree, &key)?.is_some() {
+                return Ok(Output::Changed(false));
+            }
+            match tree {
+                Tree::Quarantine => view.put(tree, key, value),
+                Tree::Dedup => {
+                    let id = DatagramId::from_slice(&key)
+                        .ok_or_else(|| SpoolError::Invalid("bad dedup id".into()))?;
+                    let seen = <[u8; 8]>::try_from(value.as_slice())
+                        .map(u64::from_be_bytes)
+                        .map_err(|_| SpoolError::Invalid("bad dedup time".into()))?;
+                    if view.get(Tree::Dedup, &keys::dedup_id(&id))?.is_some() {
+                        return Ok(Output::Changed(false));
+                    }
+                    view.put(Tree::Dedup, keys::dedup_id(&id), value);
+                    view.put(Tree::Dedup, keys::dedup_time(seen, &id), Vec::new());
+                }
+                _ => return Err(SpoolError::Invalid(format!("cannot restore into {tree}"))),
+            }
+            Ok(Output::Changed(true))
+        }
     }
 }
 
@@ -1420,6 +1448,61 @@ impl Spool {
             },
             changed,
         )
+    }
+
+    /// Restores a quarantine entry (raw key and value) from a dump; kept
+    /// as is if the key exists.
+    pub fn restore_quarantine(&self, key: Vec<u8>, value: Vec<u8>) -> Pending<bool> {
+        self.submit(
+            Op::Restore {
+                tree: Tree::Quarantine,
+                key,
+                value,
+            },
+            changed,
+        )
+    }
+
+    /// Restores a dedup entry (id seen at `seen_ms`) from a dump.
+    pub fn restore_dedup(&self, id: DatagramId, seen_ms: u64) -> Pending<bool> {
+        self.submit(
+            Op::Restore {
+                tree: Tree::Dedup,
+                key: id.as_bytes().to_vec(),
+                value: seen_ms.to_be_bytes().to_vec(),
+            },
+            changed,
+        )
+    }
+
+    /// The dedup entries: `(id, seen_ms)`, in id order.
+    pub fn dedup_entries(&self) -> Result<Vec<(DatagramId, u64)>, SpoolError> {
+        let mut out = Vec::new();
+        self.inner
+            .engine
+            .scan_prefix(Tree::Dedup, &[keys::DEDUP_BY_ID], &mut |k, v| {
+                if let (Some(id), Ok(b)) = (DatagramId::from_slice(&k[1..]), <[u8; 8]>::try_from(v))
+                {
+                    out.push((id, u64::from_be_bytes(b)));
+                }
+                ControlFlow::Continue(())
+            })?;
+        Ok(out)
+    }
+
+    /// Raw quarantine entries: `(key, value)` as stored.
+    pub fn quarantine_raw(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, SpoolError> {
+        let mut out = Vec::new();
+        self.inner.engine.scan(
+            Tree::Quarantine,
+            Bound::Unbounded,
+            Bound::Unbounded,
+            &mut |k, v| {
+                out.push((k.to_vec(), v.to_vec()));
+                ControlFlow::Continue(())
+            },
+        )?;
+        Ok(out)
     }
 
     /// Forgets dedup entries older than the window. Resolves how many.
