@@ -518,7 +518,7 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
         }
         std::fs::remove_file(path)?;
     }
-    let parent = path.parent().unwrap_or(Path::new("."));
+    let parent = path.parent().unwrap_or_else(|| Path::new("."));
     let private: PathBuf = parent.join(format!(".admin-sock-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&private);
     std::fs::create_dir(&private)?;

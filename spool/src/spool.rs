@@ -45,6 +45,9 @@ use crate::record::{
 };
 use crate::retry::{Retry, RetryPolicy};
 
+/// A raw `(key, value)` pair of a tree.
+pub type RawEntry = (Vec<u8>, Vec<u8>);
+
 /// The schema version this build writes and reads.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -1491,7 +1494,7 @@ impl Spool {
     }
 
     /// Raw quarantine entries: `(key, value)` as stored.
-    pub fn quarantine_raw(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, SpoolError> {
+    pub fn quarantine_raw(&self) -> Result<Vec<RawEntry>, SpoolError> {
         let mut out = Vec::new();
         self.inner.engine.scan(
             Tree::Quarantine,

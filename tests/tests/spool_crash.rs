@@ -20,7 +20,7 @@ use rand::Rng;
 const CHILD: &str = env!("CARGO_BIN_EXE_imxp-spool-crash-child");
 /// Above this many live datagrams the parent deletes the verified ones, so
 /// the spool (and each round's full check) stays small.
-const KEEP_AT_MOST: usize = 5_000;
+const KEEP_AT_MOST: usize = 2_000;
 
 fn knob(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -76,7 +76,7 @@ fn crash_rounds(engine: EngineKind) {
         let delay = if rng.random_bool(0.15) {
             rng.random_range(0..30)
         } else {
-            rng.random_range(30..400)
+            rng.random_range(30..300)
         };
         std::thread::sleep(Duration::from_millis(delay));
         child.kill().expect("SIGKILL");

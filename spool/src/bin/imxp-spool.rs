@@ -463,9 +463,9 @@ fn print_show(env: &Envelope, now: u64) -> Result<()> {
     writeln!(
         o,
         "options:      deadline={} hold4Endpoint={} hops-left={} statusRequest={} reportErrors={}",
-        opt.deadline_ms.map_or("-".into(), fmt_ms),
+        opt.deadline_ms.map_or_else(|| "-".into(), fmt_ms),
         opt.hold_for_endpoint,
-        opt.hops_left.map_or("-".into(), |h| h.to_string()),
+        opt.hops_left.map_or_else(|| "-".into(), |h| h.to_string()),
         opt.status_request.as_deref().unwrap_or("-"),
         opt.report_errors
     )?;
@@ -503,7 +503,7 @@ fn print_show(env: &Envelope, now: u64) -> Result<()> {
             r.attempts,
             r.last_error
                 .as_ref()
-                .map_or("-".into(), ToString::to_string),
+                .map_or_else(|| "-".into(), ToString::to_string),
             r.report
         )?;
     }
