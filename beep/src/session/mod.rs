@@ -546,8 +546,13 @@ impl Session {
         self.input.extend_from_slice(data);
         let limit = self.config.receive_window;
         while !matches!(self.phase, Phase::TlsHandshake | Phase::Ended) {
-            let Some(frame) = frame::decode(&mut self.input, limit)? else {
-                break;
+            let frame = match frame::decode(&mut self.input, limit) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(error) => {
+                    self.phase = Phase::Ended;
+                    return Err(error.into());
+                }
             };
             let result = match frame {
                 Frame::Data(data) => self.handle_data(data),
@@ -850,7 +855,10 @@ impl Session {
     /// `Config::transmit_budget` octets per call.
     pub fn poll_transmit(&mut self, out: &mut BytesMut) -> bool {
         let start = out.len();
-        if matches!(self.phase, Phase::TlsHandshake | Phase::TlsReadySent) {
+        if matches!(
+            self.phase,
+            Phase::TlsHandshake | Phase::TlsReadySent | Phase::Ended
+        ) {
             return false;
         }
         // SEQ frames first: they have priority over data (RFC 3081 §3.1.4).
