@@ -1,0 +1,122 @@
+//! Outgoing frames: SEQ first, then one data frame per ready channel in
+//! turn (RFC 3081 §3.1.4: priority to SEQ, round-robin between channels).
+
+use super::channel::{Channel, OnSent};
+use super::{Phase, Session};
+use crate::frame::{self, DataHeader, SeqHeader};
+use bytes::BytesMut;
+
+impl Session {
+    /// Appends bytes to write to the transport to `out`; returns false if
+    /// there was nothing to send. Produces at most about
+    /// `Config::transmit_budget` octets per call.
+    pub fn poll_transmit(&mut self, out: &mut BytesMut) -> bool {
+        let start = out.len();
+        if matches!(
+            self.phase,
+            Phase::TlsHandshake | Phase::TlsReadySent | Phase::Ended
+        ) {
+            return false;
+        }
+        // SEQ frames first: they have priority over data (RFC 3081 §3.1.4).
+        let dirty = std::mem::take(&mut self.seq_dirty);
+        for number in dirty {
+            if let Some(channel) = self.channels.get_mut(&number) {
+                if !channel.announced || !self.greeting_sent {
+                    self.seq_dirty.insert(number);
+                    continue;
+                }
+                if let Some((ackno, window)) = channel.recv.poll_update() {
+                    frame::encode_seq(
+                        &SeqHeader {
+                            channel: number,
+                            ackno,
+                            window,
+                        },
+                        out,
+                    );
+                }
+            }
+        }
+        // Then data frames, one per channel in turn (fairness).
+        while out.len() - start < self.config.transmit_budget {
+            let Some(number) = self.ready.pop_front() else {
+                break;
+            };
+            self.ready_set.remove(&number);
+            let Some(channel) = self.channels.get_mut(&number) else {
+                continue;
+            };
+            if !channel.can_send() {
+                continue;
+            }
+            let on_sent = write_frame(channel, self.config.max_frame_size, out);
+            if channel.can_send() {
+                self.mark_ready(number);
+            }
+            if let Some(action) = on_sent {
+                self.on_sent(action);
+            }
+            if matches!(
+                self.phase,
+                Phase::TlsHandshake | Phase::TlsReadySent | Phase::Ended
+            ) {
+                break;
+            }
+        }
+        out.len() > start
+    }
+
+    pub(super) fn mark_ready(&mut self, number: u32) {
+        if self.ready_set.insert(number) {
+            self.ready.push_back(number);
+        }
+    }
+
+    pub(super) fn channel_mut(&mut self, number: u32) -> &mut Channel {
+        self.channels.get_mut(&number).expect("channel exists")
+    }
+}
+
+/// Writes the next frame of `channel`'s front message; returns its
+/// completion action if the message is now fully written.
+pub(super) fn write_frame(
+    channel: &mut Channel,
+    max_frame: u32,
+    out: &mut BytesMut,
+) -> Option<OnSent> {
+    let available = channel.send.available() as usize;
+    let message = channel.queue.front_mut()?;
+    let remaining = message.remaining();
+    let size = if message.truncated {
+        0
+    } else {
+        remaining.min(available).min(max_frame as usize)
+    };
+    let last = message.truncated || size == remaining;
+    let header = DataHeader {
+        keyword: message.keyword,
+        channel: channel.number,
+        msgno: message.msgno,
+        more: !last,
+        seqno: channel.send.next_seqno(),
+        size: size as u32,
+        ansno: message.ansno,
+    };
+    frame::encode_data(
+        &header,
+        &message.payload[message.offset..message.offset + size],
+        out,
+    );
+    channel.send.consume(size as u32);
+    message.offset += size;
+    channel.queued_bytes -= size;
+    if !last {
+        return None;
+    }
+    let message = channel.queue.pop_front()?;
+    if message.completes_reply {
+        channel.replies_in_flight.remove(&message.msgno);
+    }
+    message.on_sent
+}
