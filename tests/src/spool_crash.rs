@@ -12,7 +12,29 @@
 //! - `F <id>`: deferred (the recipient must be found deferred);
 //! - `FILLED <n>` (fill mode) once `n` datagrams are queued.
 
-use imxp_spool::DatagramId;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use imxp_spool::{DatagramId, Spool, SpoolConfig, SpoolError};
+
+/// Opens a spool, retrying for up to 5 s while it is locked.
+///
+/// The test runs the two engines' rounds in parallel threads of one process.
+/// A fork for one thread's child briefly duplicates every descriptor of the
+/// process, including the other thread's spool lock (`flock(2)` locks
+/// belong to the open file description), until the child calls exec. So a
+/// spool just closed by one thread may look locked for a moment.
+pub fn open_retrying(dir: &Path, config: SpoolConfig) -> Result<Spool, SpoolError> {
+    let start = Instant::now();
+    loop {
+        match Spool::open(dir, config.clone()) {
+            Err(SpoolError::Locked { .. }) if start.elapsed() < Duration::from_secs(5) => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
 
 /// The content the child stores for `id`: 64 to 4159 bytes derived from the
 /// id, so the parent can check every byte without keeping copies.

@@ -13,8 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use imxp_spool::{DatagramId, EngineKind, RecipientState, Spool, SpoolConfig};
-use imxp_tests::spool_crash::{Event, RECIPIENT, content_for};
+use imxp_spool::{DatagramId, EngineKind, RecipientState, SpoolConfig};
+use imxp_tests::spool_crash::{Event, RECIPIENT, content_for, open_retrying};
 use rand::Rng;
 
 const CHILD: &str = env!("CARGO_BIN_EXE_imxp-spool-crash-child");
@@ -120,7 +120,7 @@ fn verify(
     expect: &mut HashMap<DatagramId, Expect>,
     round: u64,
 ) {
-    let spool = Spool::open(
+    let spool = open_retrying(
         dir,
         SpoolConfig {
             engine,
@@ -246,7 +246,7 @@ fn restart(engine: EngineKind) {
     child.wait().expect("wait");
 
     let t0 = Instant::now();
-    let spool = Spool::open(
+    let spool = open_retrying(
         dir.path(),
         SpoolConfig {
             engine,

@@ -12,7 +12,7 @@ use imxp_spool::{
     DatagramId, EngineKind, Failure, FailureKind, NewDatagram, Outcome, QueueOptions, Spool,
     SpoolConfig,
 };
-use imxp_tests::spool_crash::{RECIPIENT, content_for};
+use imxp_tests::spool_crash::{RECIPIENT, content_for, open_retrying};
 
 fn say(line: String) {
     let mut out = std::io::stdout().lock();
@@ -45,8 +45,8 @@ fn main() {
     }
     let engine: EngineKind = args[3].parse().expect("engine");
     let n: u64 = args[4].parse().expect("number");
-    let spool = Spool::open(
-        &args[2],
+    let spool = open_retrying(
+        std::path::Path::new(&args[2]),
         SpoolConfig {
             engine,
             ..SpoolConfig::default()
