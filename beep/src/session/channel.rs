@@ -243,6 +243,12 @@ impl Channel {
             && self.answering_msgno.is_none()
     }
 
+    /// Octets of incoming messages received in part.
+    pub(crate) fn assembling(&self) -> usize {
+        self.partial.as_ref().map_or(0, |p| p.data.len())
+            + self.answers.values().map(BytesMut::len).sum::<usize>()
+    }
+
     /// True if a frame could be written now.
     pub(crate) fn can_send(&self) -> bool {
         self.announced

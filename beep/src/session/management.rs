@@ -799,7 +799,8 @@ impl Session {
         let to_close: Vec<(u32, ReplyCode, String)> = self
             .channels
             .values()
-            .filter(|c| c.all_acknowledged())
+            // A channel the peer is closing needs no close of ours.
+            .filter(|c| c.all_acknowledged() && c.remote_close.is_none() && !c.close_accepted)
             .filter_map(|c| match &c.local_close {
                 LocalClose::Pending { code, diagnostic } => {
                     Some((c.number, *code, diagnostic.clone()))

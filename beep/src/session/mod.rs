@@ -94,6 +94,11 @@ pub struct Config {
     pub max_frame_size: u32,
     /// Largest message we accept (over it: 554 for a MSG, session ends for a reply).
     pub max_message_size: usize,
+    /// Octets of partly received messages buffered across all channels
+    /// before channels that are assembling get no more window (the peer
+    /// then waits; RFC 3081 §3.1.4 "advertise windows based on real
+    /// buffer space").
+    pub max_assembly_buffer: usize,
     /// Largest number of open channels, channel 0 included.
     pub max_channels: usize,
     /// Time allowed for the peer's greeting.
@@ -123,7 +128,8 @@ impl std::fmt::Debug for Config {
 
 impl Config {
     /// Defaults for `role`: 64 KiB windows and frames, 16 MiB messages,
-    /// 1024 channels, 30 s greeting and close timeouts.
+    /// 64 MiB of partly received messages, 1024 channels, 30 s greeting
+    /// and close timeouts.
     pub fn new(role: Role) -> Self {
         Self {
             role,
@@ -136,6 +142,7 @@ impl Config {
             receive_window: 64 * 1024,
             max_frame_size: 64 * 1024,
             max_message_size: 16 * 1024 * 1024,
+            max_assembly_buffer: 64 * 1024 * 1024,
             max_channels: 1024,
             greeting_timeout: Some(Duration::from_secs(30)),
             close_timeout: Some(Duration::from_secs(30)),
@@ -524,6 +531,11 @@ impl Session {
     /// Payload octets queued on `channel` and not yet written (for backpressure).
     pub fn queued_bytes(&self, channel: u32) -> usize {
         self.channels.get(&channel).map_or(0, |c| c.queued_bytes)
+    }
+
+    /// Octets of partly received messages buffered across all channels.
+    pub fn buffered_octets(&self) -> usize {
+        self.channels.values().map(Channel::assembling).sum()
     }
 
     /// Octets the peer's window lets us send on `channel` right now.

@@ -19,8 +19,30 @@ impl Session {
             return false;
         }
         // SEQ frames first: they have priority over data (RFC 3081 §3.1.4).
+        // Octets of messages still being assembled are not counted against
+        // a channel's window (a message may be larger than it); their
+        // session-wide total is bounded instead: over the limit, only the
+        // channel with the most assembled (the one closest to completing a
+        // message, so progress never stops) gets more window.
         let dirty = std::mem::take(&mut self.seq_dirty);
+        let over_limit = self.buffered_octets() > self.config.max_assembly_buffer;
+        let favoured = over_limit
+            .then(|| {
+                self.channels
+                    .values()
+                    .max_by_key(|c| (c.assembling(), std::cmp::Reverse(c.number)))
+                    .map(|c| c.number)
+            })
+            .flatten();
         for number in dirty {
+            let assembling = self
+                .channels
+                .get(&number)
+                .is_some_and(|c| c.assembling() > 0);
+            if over_limit && assembling && favoured != Some(number) {
+                self.seq_dirty.insert(number);
+                continue;
+            }
             if let Some(channel) = self.channels.get_mut(&number) {
                 if !channel.announced || !self.greeting_sent {
                     self.seq_dirty.insert(number);

@@ -67,6 +67,13 @@ impl Pair {
         panic!("pair did not quiesce");
     }
 
+    /// One transmit round in each direction; true if anything moved.
+    pub fn step(&mut self) -> Result<bool, (Role, SessionError)> {
+        let a = self.step_direction(true)?;
+        let b = self.step_direction(false)?;
+        Ok(a || b)
+    }
+
     fn step_direction(&mut self, from_initiator: bool) -> Result<bool, (Role, SessionError)> {
         let mut out = BytesMut::new();
         let (from, to, role, log) = if from_initiator {
