@@ -103,6 +103,18 @@ pub(crate) struct Owed {
     pub(crate) next_ansno: u32,
 }
 
+impl Owed {
+    pub(crate) fn new(msgno: u32) -> Self {
+        Self {
+            msgno,
+            replies: Vec::new(),
+            answering: false,
+            complete: false,
+            next_ansno: 0,
+        }
+    }
+}
+
 /// A MSG we sent that awaits the peer's reply.
 pub(crate) struct Outstanding {
     pub(crate) msgno: u32,
@@ -117,6 +129,17 @@ pub(crate) struct Partial {
     pub(crate) data: BytesMut,
     /// Over the size limit and already answered: drop the rest.
     pub(crate) discard: bool,
+}
+
+impl Partial {
+    pub(crate) fn new(keyword: Keyword, msgno: u32) -> Self {
+        Self {
+            keyword,
+            msgno,
+            data: BytesMut::new(),
+            discard: false,
+        }
+    }
 }
 
 /// Local close state of a channel.

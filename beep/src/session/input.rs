@@ -102,12 +102,9 @@ impl Session {
     ) -> Result<(), SessionError> {
         let number = header.channel;
         let channel = self.channel_mut(number);
-        let partial = channel.partial.get_or_insert_with(|| Partial {
-            keyword: Keyword::Msg,
-            msgno: header.msgno,
-            data: BytesMut::new(),
-            discard: false,
-        });
+        let partial = channel
+            .partial
+            .get_or_insert_with(|| Partial::new(Keyword::Msg, header.msgno));
         if partial.discard {
             if !header.more {
                 channel.partial = None;
@@ -122,13 +119,7 @@ impl Session {
             if !header.more {
                 channel.partial = None;
             }
-            channel.owed.push_back(Owed {
-                msgno,
-                replies: Vec::new(),
-                answering: false,
-                complete: false,
-                next_ansno: 0,
-            });
+            channel.owed.push_back(Owed::new(msgno));
             let error = ErrorReply::new(
                 ReplyCode::TRANSACTION_FAILED,
                 format!("message exceeds {limit} octets"),
@@ -143,13 +134,7 @@ impl Session {
         }
         let partial = channel.partial.take().expect("partial present");
         let payload = partial.data.freeze();
-        channel.owed.push_back(Owed {
-            msgno: header.msgno,
-            replies: Vec::new(),
-            answering: false,
-            complete: false,
-            next_ansno: 0,
-        });
+        channel.owed.push_back(Owed::new(header.msgno));
         if channel.service.is_app() {
             channel.recv.hold(payload.len());
             self.events.push_back(Event::Message {
@@ -172,12 +157,9 @@ impl Session {
         let number = header.channel;
         let channel = self.channel_mut(number);
         acknowledge(channel, header.msgno);
-        let partial = channel.partial.get_or_insert_with(|| Partial {
-            keyword: header.keyword,
-            msgno: header.msgno,
-            data: BytesMut::new(),
-            discard: false,
-        });
+        let partial = channel
+            .partial
+            .get_or_insert_with(|| Partial::new(header.keyword, header.msgno));
         if partial.data.len() + payload.len() > limit {
             return Err(SessionError::MessageTooLarge {
                 channel: number,
