@@ -1,0 +1,1 @@
+//! The users file and SASL mechanisms for edge sessions (in progress).

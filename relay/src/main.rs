@@ -1,0 +1,2 @@
+//! imxpd (in progress).
+fn main() {}
