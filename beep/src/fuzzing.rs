@@ -450,10 +450,8 @@ impl Harness {
                     let _ = session.accept_start(request.channel, Profile::new(&profile.uri));
                 }
             }
-            Event::ChannelStarted { channel, .. } => {
-                if self.plan.ping {
-                    let _ = session.send_msg(channel, bytes::Bytes::from_static(b"ping"));
-                }
+            Event::ChannelStarted { channel, .. } if self.plan.ping => {
+                let _ = session.send_msg(channel, bytes::Bytes::from_static(b"ping"));
             }
             Event::Message {
                 channel,
