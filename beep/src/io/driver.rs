@@ -3,8 +3,8 @@
 
 use super::transport::Transport;
 use super::{
-    Channel, Command, DriverConfig, DriverError, IncomingMessage, ReplyKind, Response,
-    SessionState, TlsSetup,
+    Channel, ChannelHandle, Command, DriverConfig, DriverError, IncomingMessage, ReplyKind,
+    Response, SessionState, TlsSetup,
 };
 use crate::mgmt::ErrorReply;
 use crate::reply_code::ReplyCode;
@@ -210,8 +210,12 @@ impl Driver {
         };
         match result {
             Ok(transport) => {
+                let peer_certificates = transport.peer_certificates();
                 self.session.tls_complete(Instant::now(), None);
-                self.state.send_modify(|s| s.tls_active = true);
+                self.state.send_modify(|s| {
+                    s.tls_active = true;
+                    s.peer_certificates = peer_certificates;
+                });
                 if let Some(done) = self.tls_waiter.take() {
                     let _ = done.send(Ok(()));
                 }
@@ -239,13 +243,15 @@ impl Driver {
             },
         );
         Channel {
-            number,
+            handle: ChannelHandle {
+                number,
+                commands: self.commands.clone(),
+                credit,
+                credit_limit: self.channel_send_buffer,
+            },
             profile,
             init,
-            commands: self.commands.clone(),
             inbound,
-            credit,
-            credit_limit: self.channel_send_buffer,
         }
     }
 

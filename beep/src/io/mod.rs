@@ -136,6 +136,10 @@ pub struct SessionState {
     pub greetings: u32,
     /// TLS is active.
     pub tls_active: bool,
+    /// The certificate chain the TLS peer presented (end entity first),
+    /// verified by the rustls configuration in use; empty without TLS or
+    /// when the peer sent none.
+    pub peer_certificates: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// The SASL identity (the peer's if it authenticated to us, ours as client).
     pub authenticated: Option<String>,
     /// The session has ended; with the reason if it was not a clean release.
@@ -379,13 +383,20 @@ impl IncomingStart {
     }
 }
 
-/// An open channel.
+/// An open channel: receives the peer's MSGs, and sends through its
+/// [`ChannelHandle`] (which it dereferences to).
 pub struct Channel {
-    number: u32,
+    handle: ChannelHandle,
     profile: String,
     init: Option<Vec<u8>>,
-    commands: mpsc::UnboundedSender<Command>,
     inbound: mpsc::UnboundedReceiver<IncomingMessage>,
+}
+
+/// The sending side of a channel; cheap to clone, usable from many tasks.
+#[derive(Clone)]
+pub struct ChannelHandle {
+    number: u32,
+    commands: mpsc::UnboundedSender<Command>,
     credit: Arc<Semaphore>,
     credit_limit: usize,
 }
@@ -393,8 +404,16 @@ pub struct Channel {
 impl std::fmt::Debug for Channel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Channel")
-            .field("number", &self.number)
+            .field("number", &self.handle.number)
             .field("profile", &self.profile)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ChannelHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelHandle")
+            .field("number", &self.number)
             .finish_non_exhaustive()
     }
 }
@@ -410,12 +429,15 @@ impl PendingResponse {
     }
 }
 
-impl Channel {
-    /// The channel number.
-    pub fn number(&self) -> u32 {
-        self.number
-    }
+impl std::ops::Deref for Channel {
+    type Target = ChannelHandle;
 
+    fn deref(&self) -> &ChannelHandle {
+        &self.handle
+    }
+}
+
+impl Channel {
     /// The profile URI.
     pub fn profile(&self) -> &str {
         &self.profile
@@ -424,6 +446,33 @@ impl Channel {
     /// Init content the peer piggybacked on the start exchange.
     pub fn init(&self) -> Option<&[u8]> {
         self.init.as_deref()
+    }
+
+    /// A sending handle for other tasks.
+    pub fn handle(&self) -> ChannelHandle {
+        self.handle.clone()
+    }
+
+    /// The next MSG from the peer; `None` once the channel or session closed.
+    pub async fn next_message(&mut self) -> Option<IncomingMessage> {
+        let message = self.inbound.recv().await?;
+        let _ = self.handle.commands.send(Command::Consumed {
+            channel: self.handle.number,
+            octets: message.payload.len(),
+        });
+        Some(message)
+    }
+
+    /// Closes the channel (RFC 3080 §2.3.1.3) and waits for the peer's answer.
+    pub async fn close(self, code: ReplyCode) -> Result<(), DriverError> {
+        self.handle.close(code).await
+    }
+}
+
+impl ChannelHandle {
+    /// The channel number.
+    pub fn number(&self) -> u32 {
+        self.number
     }
 
     /// Sends a MSG without waiting for its reply (pipelining). Waits while
@@ -450,16 +499,6 @@ impl Channel {
     /// Sends a MSG and waits for the reply.
     pub async fn request(&self, payload: Bytes) -> Result<Response, DriverError> {
         self.send(payload).await?.response().await
-    }
-
-    /// The next MSG from the peer; `None` once the channel or session closed.
-    pub async fn next_message(&mut self) -> Option<IncomingMessage> {
-        let message = self.inbound.recv().await?;
-        let _ = self.commands.send(Command::Consumed {
-            channel: self.number,
-            octets: message.payload.len(),
-        });
-        Some(message)
     }
 
     async fn reply_with(
@@ -502,7 +541,7 @@ impl Channel {
     }
 
     /// Closes the channel (RFC 3080 §2.3.1.3) and waits for the peer's answer.
-    pub async fn close(self, code: ReplyCode) -> Result<(), DriverError> {
+    pub async fn close(&self, code: ReplyCode) -> Result<(), DriverError> {
         let (done, wait) = oneshot::channel();
         self.commands
             .send(Command::Close {

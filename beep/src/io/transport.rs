@@ -1,5 +1,6 @@
 //! The byte stream under a session: plain, or TLS after tuning.
 
+use rustls::pki_types::CertificateDer;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -11,6 +12,21 @@ pub(crate) enum Transport<S> {
     Plain(S),
     TlsServer(Box<tokio_rustls::server::TlsStream<S>>),
     TlsClient(Box<tokio_rustls::client::TlsStream<S>>),
+}
+
+impl<S> Transport<S> {
+    /// The certificate chain the TLS peer presented (end entity first);
+    /// empty without TLS or without a client certificate.
+    pub(crate) fn peer_certificates(&self) -> Vec<CertificateDer<'static>> {
+        let certificates = match self {
+            Self::Plain(_) => None,
+            Self::TlsServer(s) => s.get_ref().1.peer_certificates(),
+            Self::TlsClient(s) => s.get_ref().1.peer_certificates(),
+        };
+        certificates
+            .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect())
+            .unwrap_or_default()
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Transport<S> {
