@@ -1,1 +1,620 @@
-//! Configuration (in progress).
+//! `imxpd.toml`: read, validated once into typed settings. Every error names
+//! the offending key (`imxpd check-config` prints them).
+//!
+//! ```toml
+//! [relay]
+//! domains = ["example.com"]
+//! state_dir = "/var/lib/imxp"
+//!
+//! [listen]
+//! edge = ["[::]:913"]        # endpoint-relay (apex-edge), default port 913
+//! mesh = ["[::]:912"]        # relay-relay (apex-mesh), default port 912
+//!
+//! [tls]
+//! cert = "/etc/imxp/cert.pem"
+//! key = "/etc/imxp/key.pem"
+//! ca = "/etc/imxp/ca.pem"    # trust anchors for peers; default: system roots
+//! required = true            # false: plaintext allowed (development only)
+//!
+//! [auth]
+//! users = "/var/lib/imxp/users.toml"
+//!
+//! [routes]
+//! "partner.example" = "relay.partner.example:912"
+//!
+//! [dns]
+//! nameservers = ["192.0.2.53:53"]   # default: the system resolver
+//!
+//! [spool]
+//! engine = "redb"            # or "sled"
+//!
+//! [queue]
+//! max_lifetime = "1d"
+//! ```
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+
+/// The IANA port of apex-edge (endpoint-relay).
+pub const EDGE_PORT: u16 = 913;
+/// The IANA port of apex-mesh (relay-relay).
+pub const MESH_PORT: u16 = 912;
+
+/// A configuration problem, naming the key.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, an unknown key, or a value of the wrong type.
+    #[error("{path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with the key and position.
+        message: String,
+    },
+    /// A value that does not make sense.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// The key, e.g. `listen.edge[1]`.
+        key: String,
+        /// Why.
+        message: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+// ===== the file as written =====
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    relay: RelaySection,
+    #[serde(default)]
+    listen: ListenSection,
+    #[serde(default)]
+    tls: TlsSection,
+    #[serde(default)]
+    auth: AuthSection,
+    #[serde(default)]
+    routes: toml::Table,
+    #[serde(default)]
+    dns: DnsSection,
+    #[serde(default)]
+    spool: SpoolSection,
+    #[serde(default)]
+    queue: QueueSection,
+    #[serde(default)]
+    limits: LimitsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RelaySection {
+    domains: Vec<String>,
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenSection {
+    edge: Option<Vec<String>>,
+    mesh: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsSection {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+    required: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthSection {
+    users: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DnsSection {
+    nameservers: Option<Vec<String>>,
+    implicit_fallback: Option<bool>,
+    timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpoolSection {
+    engine: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueueSection {
+    max_lifetime: Option<String>,
+    min_backoff: Option<String>,
+    max_backoff: Option<String>,
+    max_in_flight: Option<usize>,
+    max_per_destination: Option<usize>,
+    connect_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsSection {
+    max_message_size: Option<usize>,
+    max_sessions: Option<usize>,
+}
+
+// ===== typed settings =====
+
+/// TLS settings.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// PEM certificate chain of this relay.
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+    /// PEM trust anchors for peers and clients (`None`: system roots).
+    pub ca: Option<PathBuf>,
+    /// Refuse sessions that do not tune to TLS.
+    pub required: bool,
+}
+
+/// Queue and delivery settings.
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    /// How long a datagram may stay queued before it fails.
+    pub max_lifetime: Duration,
+    /// Shortest retry interval.
+    pub min_backoff: Duration,
+    /// Longest retry interval.
+    pub max_backoff: Duration,
+    /// Deliveries in flight at once, overall.
+    pub max_in_flight: usize,
+    /// Deliveries in flight at once per destination domain.
+    pub max_per_destination: usize,
+    /// Time allowed to connect, tune and bind to a next relay.
+    pub connect_timeout: Duration,
+}
+
+/// Which spool engine to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpoolEngine {
+    /// redb (default).
+    Redb,
+    /// sled 0.34.
+    Sled,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Domains this relay serves (lowercase).
+    pub domains: Vec<String>,
+    /// State directory: spool, admin socket, generated files.
+    pub state_dir: PathBuf,
+    /// Edge listen addresses.
+    pub edge: Vec<SocketAddr>,
+    /// Mesh listen addresses.
+    pub mesh: Vec<SocketAddr>,
+    /// TLS.
+    pub tls: TlsSettings,
+    /// The users file.
+    pub users: PathBuf,
+    /// Static routes: domain (lowercase) → `host:port`.
+    pub routes: Vec<(String, String)>,
+    /// DNS nameservers (empty: the system resolver).
+    pub nameservers: Vec<SocketAddr>,
+    /// Fall back to A/AAAA on port 912 when a domain has no SRV records.
+    pub implicit_fallback: bool,
+    /// DNS query timeout.
+    pub dns_timeout: Duration,
+    /// Spool engine.
+    pub spool_engine: SpoolEngine,
+    /// Queue settings.
+    pub queue: QueueSettings,
+    /// Largest BEEP message accepted.
+    pub max_message_size: usize,
+    /// Concurrent sessions, all listeners together.
+    pub max_sessions: usize,
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates configuration text; `path` names it in errors and anchors
+    /// relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let file: File = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::validate(file, base)
+    }
+
+    fn validate(file: File, base: &Path) -> Result<Self, ConfigError> {
+        let resolve = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
+        if file.relay.domains.is_empty() {
+            return Err(invalid("relay.domains", "at least one domain is required"));
+        }
+        let mut domains = Vec::new();
+        for (i, domain) in file.relay.domains.iter().enumerate() {
+            check_domain(domain).map_err(|m| invalid(format!("relay.domains[{i}]"), m))?;
+            domains.push(domain.to_ascii_lowercase());
+        }
+        let state_dir = resolve(
+            file.relay
+                .state_dir
+                .ok_or_else(|| invalid("relay.state_dir", "required"))?,
+        );
+        let edge = listen_addresses(file.listen.edge, EDGE_PORT, "listen.edge")?;
+        let mesh = listen_addresses(file.listen.mesh, MESH_PORT, "listen.mesh")?;
+        let tls = TlsSettings {
+            cert: file.tls.cert.map(resolve),
+            key: file.tls.key.map(resolve),
+            ca: file.tls.ca.map(resolve),
+            required: file.tls.required.unwrap_or(true),
+        };
+        match (&tls.cert, &tls.key) {
+            (Some(_), None) => return Err(invalid("tls.key", "required when tls.cert is set")),
+            (None, Some(_)) => return Err(invalid("tls.cert", "required when tls.key is set")),
+            (None, None) if tls.required => {
+                return Err(invalid(
+                    "tls.cert",
+                    "required while tls.required is true (the default)",
+                ));
+            }
+            _ => {}
+        }
+        let users = file
+            .auth
+            .users
+            .map_or_else(|| state_dir.join("users.toml"), resolve);
+        let mut routes = Vec::new();
+        for (domain, target) in &file.routes {
+            let key = format!("routes.\"{domain}\"");
+            check_domain(domain).map_err(|m| invalid(&key, m))?;
+            let target = target
+                .as_str()
+                .ok_or_else(|| invalid(&key, "must be a \"host:port\" string"))?;
+            check_host_port(target).map_err(|m| invalid(&key, m))?;
+            routes.push((domain.to_ascii_lowercase(), target.to_owned()));
+        }
+        let mut nameservers = Vec::new();
+        for (i, server) in file.dns.nameservers.unwrap_or_default().iter().enumerate() {
+            let key = format!("dns.nameservers[{i}]");
+            let address = server
+                .parse::<SocketAddr>()
+                .or_else(|_| {
+                    server
+                        .parse::<std::net::IpAddr>()
+                        .map(|ip| SocketAddr::new(ip, 53))
+                })
+                .map_err(|_| invalid(key, format!("{server:?} is not an IP address[:port]")))?;
+            nameservers.push(address);
+        }
+        let spool_engine = match file.spool.engine.as_deref().unwrap_or("redb") {
+            "redb" => SpoolEngine::Redb,
+            "sled" => SpoolEngine::Sled,
+            other => {
+                return Err(invalid(
+                    "spool.engine",
+                    format!("{other:?} is not an engine (redb or sled)"),
+                ));
+            }
+        };
+        let duration = |value: Option<String>, key: &str, default: Duration| {
+            value.map_or(Ok(default), |v| {
+                parse_duration(&v).map_err(|m| invalid(key, m))
+            })
+        };
+        let queue = QueueSettings {
+            max_lifetime: duration(
+                file.queue.max_lifetime,
+                "queue.max_lifetime",
+                Duration::from_secs(24 * 3600),
+            )?,
+            min_backoff: duration(
+                file.queue.min_backoff,
+                "queue.min_backoff",
+                Duration::from_secs(30),
+            )?,
+            max_backoff: duration(
+                file.queue.max_backoff,
+                "queue.max_backoff",
+                Duration::from_secs(3600),
+            )?,
+            max_in_flight: file.queue.max_in_flight.unwrap_or(256),
+            max_per_destination: file.queue.max_per_destination.unwrap_or(64),
+            connect_timeout: duration(
+                file.queue.connect_timeout,
+                "queue.connect_timeout",
+                Duration::from_secs(30),
+            )?,
+        };
+        if queue.min_backoff > queue.max_backoff {
+            return Err(invalid(
+                "queue.min_backoff",
+                "must not be longer than queue.max_backoff",
+            ));
+        }
+        if queue.max_in_flight == 0 {
+            return Err(invalid("queue.max_in_flight", "must be at least 1"));
+        }
+        if queue.max_per_destination == 0 {
+            return Err(invalid("queue.max_per_destination", "must be at least 1"));
+        }
+        let max_message_size = file.limits.max_message_size.unwrap_or(16 * 1024 * 1024);
+        if max_message_size < 4096 {
+            return Err(invalid("limits.max_message_size", "must be at least 4096"));
+        }
+        Ok(Self {
+            domains,
+            state_dir,
+            edge,
+            mesh,
+            tls,
+            users,
+            routes,
+            nameservers,
+            implicit_fallback: file.dns.implicit_fallback.unwrap_or(true),
+            dns_timeout: duration(file.dns.timeout, "dns.timeout", Duration::from_secs(5))?,
+            spool_engine,
+            queue,
+            max_message_size,
+            max_sessions: file.limits.max_sessions.unwrap_or(10_000),
+        })
+    }
+
+    /// True if this relay serves `domain` (case-insensitive).
+    pub fn serves(&self, domain: &str) -> bool {
+        self.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+    }
+}
+
+fn listen_addresses(
+    values: Option<Vec<String>>,
+    default_port: u16,
+    key: &str,
+) -> Result<Vec<SocketAddr>, ConfigError> {
+    let Some(values) = values else {
+        return Ok(vec![SocketAddr::from(([0, 0, 0, 0], default_port))]);
+    };
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, value)| {
+            value
+                .parse::<SocketAddr>()
+                .or_else(|_| {
+                    value
+                        .parse::<std::net::IpAddr>()
+                        .map(|ip| SocketAddr::new(ip, default_port))
+                })
+                .map_err(|_| {
+                    invalid(
+                        format!("{key}[{i}]"),
+                        format!("{value:?} is not an address:port"),
+                    )
+                })
+        })
+        .collect()
+}
+
+/// A domain as RFC 3340 §2.2 allows it: an FQDN or a `[literal]`.
+fn check_domain(domain: &str) -> Result<(), String> {
+    if let Some(literal) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
+        let ip = literal.strip_prefix("IPv6:").unwrap_or(literal);
+        return ip
+            .parse::<std::net::IpAddr>()
+            .map(drop)
+            .map_err(|_| format!("{domain:?} is not a valid domain-literal"));
+    }
+    let valid = !domain.is_empty()
+        && domain.len() <= 253
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("{domain:?} is not a valid domain name"))
+    }
+}
+
+fn check_host_port(target: &str) -> Result<(), String> {
+    if target.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let (host, port) = target
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{target:?} is not host:port"))?;
+    port.parse::<u16>()
+        .map_err(|_| format!("{target:?} has an invalid port"))?;
+    check_domain(host)
+}
+
+/// Parses `30s`, `5m`, `2h`, `1d` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30s, 5m, 2h or 1d"))?;
+    let seconds = match unit {
+        "" | "s" => number,
+        "ms" => return Ok(Duration::from_millis(number)),
+        "m" => number * 60,
+        "h" => number * 3600,
+        "d" => number * 86_400,
+        _ => return Err(format!("{text:?} has an unknown unit (ms, s, m, h, d)")),
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/imxp/imxpd.toml"))
+    }
+
+    const MINIMAL: &str = r#"
+        [relay]
+        domains = ["Example.COM"]
+        state_dir = "/var/lib/imxp"
+        [tls]
+        cert = "cert.pem"
+        key = "key.pem"
+    "#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let config = parse(MINIMAL).unwrap();
+        assert_eq!(config.domains, vec!["example.com"]);
+        assert_eq!(config.edge, vec!["0.0.0.0:913".parse().unwrap()]);
+        assert_eq!(config.mesh, vec!["0.0.0.0:912".parse().unwrap()]);
+        assert!(config.tls.required);
+        assert_eq!(config.tls.cert, Some(PathBuf::from("/etc/imxp/cert.pem")));
+        assert_eq!(config.users, PathBuf::from("/var/lib/imxp/users.toml"));
+        assert_eq!(config.spool_engine, SpoolEngine::Redb);
+        assert_eq!(config.queue.max_lifetime, Duration::from_secs(86_400));
+        assert!(config.serves("EXAMPLE.com"));
+    }
+
+    #[test]
+    fn full_config() {
+        let config = parse(
+            r#"
+            [relay]
+            domains = ["a.test", "[10.0.0.1]"]
+            state_dir = "state"
+            [listen]
+            edge = ["127.0.0.1:9913", "::1"]
+            mesh = []
+            [tls]
+            required = false
+            [routes]
+            "b.test" = "127.0.0.1:9912"
+            "c.test" = "relay.c.test:912"
+            [dns]
+            nameservers = ["127.0.0.1:5353", "10.0.0.53"]
+            implicit_fallback = false
+            [spool]
+            engine = "sled"
+            [queue]
+            max_lifetime = "2h"
+            min_backoff = "1s"
+            max_backoff = "10m"
+        "#,
+        )
+        .unwrap();
+        assert_eq!(config.state_dir, PathBuf::from("/etc/imxp/state"));
+        assert_eq!(config.edge[1], "[::1]:913".parse().unwrap());
+        assert!(config.mesh.is_empty());
+        assert_eq!(config.routes.len(), 2);
+        assert_eq!(config.nameservers[1], "10.0.0.53:53".parse().unwrap());
+        assert_eq!(config.spool_engine, SpoolEngine::Sled);
+        assert_eq!(config.queue.max_backoff, Duration::from_secs(600));
+        assert!(!config.implicit_fallback);
+    }
+
+    fn error_key(text: &str) -> String {
+        match parse(text).unwrap_err() {
+            ConfigError::Invalid { key, .. } => key,
+            ConfigError::Syntax { message, .. } => message,
+            other => other.to_string(),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let base = "[relay]\ndomains = [\"a.test\"]\nstate_dir = \"s\"\n[tls]\nrequired = false\n";
+        assert_eq!(
+            error_key("[relay]\ndomains = []\nstate_dir = \"s\""),
+            "relay.domains"
+        );
+        assert_eq!(
+            error_key("[relay]\ndomains = [\"a..b\"]\nstate_dir = \"s\""),
+            "relay.domains[0]"
+        );
+        assert_eq!(
+            error_key("[relay]\ndomains = [\"a.test\"]"),
+            "relay.state_dir"
+        );
+        assert_eq!(
+            error_key("[relay]\ndomains = [\"a.test\"]\nstate_dir = \"s\""),
+            "tls.cert"
+        );
+        assert_eq!(
+            error_key(&format!("{base}[listen]\nedge = [\"nowhere\"]")),
+            "listen.edge[0]"
+        );
+        assert_eq!(
+            error_key(&format!("{base}[routes]\n\"b.test\" = \"b.test\"")),
+            "routes.\"b.test\""
+        );
+        assert_eq!(
+            error_key(&format!("{base}[spool]\nengine = \"sqlite\"")),
+            "spool.engine"
+        );
+        assert_eq!(
+            error_key(&format!("{base}[queue]\nmax_lifetime = \"forever\"")),
+            "queue.max_lifetime"
+        );
+        assert_eq!(
+            error_key(&format!("{base}[dns]\nnameservers = [\"dns.google\"]")),
+            "dns.nameservers[0]"
+        );
+        let typo = error_key(&format!("{base}[queue]\nmax_lifetme = \"1d\""));
+        assert!(typo.contains("max_lifetme"), "{typo}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("1w").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}
