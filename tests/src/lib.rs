@@ -6,4 +6,5 @@
 //!   (`src/bin/imxp-spool-crash-child.rs`) share: the deterministic content
 //!   of a datagram id and the line protocol the child prints.
 
+pub mod dns;
 pub mod spool_crash;
