@@ -1,0 +1,210 @@
+//! Edge sessions (endpoint → relay, RFC 3340 §2.1): TLS tuning, SASL,
+//! then APEX channels carrying `attach`, `terminate` and `data`.
+
+use crate::attachments::Owner;
+use crate::datagram::{self, Request};
+use crate::intake;
+use crate::server::Relay;
+use bytes::Bytes;
+use imxp_beep::io::{Channel, Connection, DriverConfig, IncomingStart, TlsSetup};
+use imxp_beep::{Config as SessionConfig, ErrorReply, Profile, ReplyCode, Role};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Serves one endpoint session until it ends or the relay stops.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    relay: Arc<Relay>,
+    session: u64,
+    stop: CancellationToken,
+) {
+    let mut config = SessionConfig::new(Role::Listener);
+    config.profiles = vec![datagram::APEX_PROFILE.to_owned()];
+    config.profiles_require_tls = relay.config.tls.required;
+    config.sasl = Some(Arc::new(relay.sasl.clone()));
+    config.max_message_size = relay.config.max_message_size;
+    config.receive_window = 256 * 1024;
+    let mut driver = DriverConfig::new(config);
+    if let Some(tls) = &relay.tls.edge {
+        driver.tls = TlsSetup::Server(tls.clone());
+    }
+    let (connection, mut incoming, task) = Connection::spawn(stream, driver);
+    let channels = TaskTracker::new();
+    loop {
+        tokio::select! {
+            start = incoming.next() => match start {
+                Some(start) => {
+                    if let Some(channel) = open(start, &connection, &relay, session).await {
+                        channels.spawn(run_channel(channel, connection.clone(), relay.clone(), session));
+                    }
+                }
+                None => break,
+            },
+            () = stop.cancelled() => {
+                let _ = tokio::time::timeout(Duration::from_secs(5), connection.release()).await;
+                break;
+            }
+        }
+    }
+    channels.close();
+    channels.wait().await;
+    task.abort();
+}
+
+/// The authenticated user of the session, if any.
+fn user(connection: &Connection) -> Option<String> {
+    connection.state().authenticated
+}
+
+/// Accepts a channel on the APEX profile; an `attach` in the init is
+/// answered in the init reply (spec-digest §9.3: the channel is created
+/// even when the attach is refused).
+async fn open(
+    start: IncomingStart,
+    connection: &Connection,
+    relay: &Relay,
+    session: u64,
+) -> Option<Channel> {
+    let Some(user) = user(connection) else {
+        start.reject(ErrorReply::new(
+            ReplyCode::AUTH_REQUIRED,
+            "authentication required",
+        ));
+        return None;
+    };
+    let owner = Owner {
+        session,
+        channel: start.request.channel,
+    };
+    let init = start.request.profiles[0].init.clone();
+    let reply = init.map(|init| match datagram::parse_init(&init) {
+        Ok(Request::Attach { endpoint, trans_id }) => {
+            match attach(relay, &user, owner, &endpoint, trans_id) {
+                Ok(()) => datagram::ok_init(),
+                Err((code, text)) => datagram::error_init(code, &text),
+            }
+        }
+        Ok(_) => datagram::error_init(504, "only attach may be piggybacked on an edge channel"),
+        Err((code, text)) => datagram::error_init(code, &text),
+    });
+    let profile = match reply {
+        Some(reply) => Profile::with_init(datagram::APEX_PROFILE, reply),
+        None => Profile::new(datagram::APEX_PROFILE),
+    };
+    match start.accept(profile).await {
+        Ok(channel) => {
+            relay.attachments.activate(owner, &channel.handle());
+            Some(channel)
+        }
+        Err(_) => {
+            relay.attachments.end(session, Some(owner.channel));
+            None
+        }
+    }
+}
+
+/// The attach steps of RFC 3340 §4.4.1, in order: 555, 553, 537, 554.
+fn attach(
+    relay: &Relay,
+    user: &str,
+    owner: Owner,
+    endpoint: &imxp_apex::Endpoint,
+    trans_id: u32,
+) -> Result<(), (u16, String)> {
+    if relay.attachments.trans_id_in_use(owner, trans_id) {
+        return Err((555, format!("transaction-identifier {trans_id} is in use")));
+    }
+    if !relay.config.serves(endpoint.domain().canonical()) {
+        return Err((553, format!("this relay does not serve {}", endpoint.domain())));
+    }
+    if !datagram::may_act_as(user, endpoint) {
+        return Err((537, "access denied".into()));
+    }
+    let key = datagram::key(endpoint);
+    if !relay.attachments.attach(&key, owner, trans_id, None) {
+        return Err((554, format!("{key} is already attached")));
+    }
+    Ok(())
+}
+
+/// Serves the MSGs of one APEX channel.
+async fn run_channel(mut channel: Channel, connection: Connection, relay: Arc<Relay>, session: u64) {
+    let owner = Owner {
+        session,
+        channel: channel.number(),
+    };
+    let handle = channel.handle();
+    let user = user(&connection).unwrap_or_default();
+    let writes = TaskTracker::new();
+    while let Some(message) = channel.next_message().await {
+        let msgno = message.msgno;
+        let reply = match datagram::parse_request(&message.payload, relay.config.max_message_size) {
+            Err((code, text)) => Err((code, text)),
+            Ok(Request::Attach { endpoint, trans_id }) => {
+                attach(&relay, &user, owner, &endpoint, trans_id).map(|()| {
+                    relay.attachments.activate(owner, &handle);
+                })
+            }
+            Ok(Request::Bind { .. }) => Err((537, "bind is for relays (apex-mesh)".into())),
+            Ok(Request::Terminate { trans_id: 0 }) => {
+                // RFC 3340 §4.4.3: transID 0 ends everything on the session.
+                relay.attachments.end(session, None);
+                Ok(())
+            }
+            Ok(Request::Terminate { trans_id }) => relay
+                .attachments
+                .terminate(owner, trans_id)
+                .map(drop)
+                .ok_or((550, "unknown transaction-identifier".into())),
+            Ok(Request::Data(incoming)) => {
+                // §4.4.4.1 step 1: the originator must be attached here.
+                let attached = relay.attachments.on_channel(owner);
+                if !attached.contains(&incoming.originator) {
+                    Err((537, format!("not attached as {}", incoming.originator)))
+                } else {
+                    // The durable write runs concurrently with later MSGs;
+                    // the session sends the replies in MSG order.
+                    let relay = relay.clone();
+                    let handle = handle.clone();
+                    writes.spawn(async move {
+                        let reply = match intake::accept(&relay, incoming).await {
+                            Ok(()) => handle.reply(msgno, datagram::ok_payload()).await,
+                            Err(error) => {
+                                handle
+                                    .reply_error(msgno, datagram::error_payload(451, &error.0))
+                                    .await
+                            }
+                        };
+                        let _ = reply;
+                    });
+                    continue;
+                }
+            }
+        };
+        let sent = match reply {
+            Ok(()) => handle.reply(msgno, datagram::ok_payload()).await,
+            Err((code, text)) => {
+                handle
+                    .reply_error(msgno, datagram::error_payload(code, &text))
+                    .await
+            }
+        };
+        if sent.is_err() {
+            break;
+        }
+    }
+    writes.close();
+    writes.wait().await;
+    relay.attachments.end(session, Some(owner.channel));
+}
+
+/// Sends `data` to an attached endpoint's channel and waits for its answer.
+pub(crate) async fn deliver(
+    channel: &imxp_beep::io::ChannelHandle,
+    payload: Bytes,
+) -> Result<imxp_beep::io::Response, imxp_beep::io::DriverError> {
+    channel.request(payload).await
+}

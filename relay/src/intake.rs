@@ -1,0 +1,42 @@
+//! Intake: the one path into the spool (DESIGN rule 4). A `data` whose
+//! originator the peer may use is written durably (group commit), and
+//! only then answered `ok` (RFC 3340 §4.4.4.1 step 3; DESIGN rule 1).
+
+use crate::datagram::Incoming;
+use crate::server::Relay;
+use imxp_spool::{Enqueued, NewDatagram, QueueOptions};
+
+/// The spool write failed: the peer gets 451 and should retry; nothing was
+/// accepted.
+#[derive(Debug)]
+pub(crate) struct IntakeError(pub(crate) String);
+
+/// Writes `incoming` to the spool; resolves once it is durable.
+pub(crate) async fn accept(relay: &Relay, incoming: Incoming) -> Result<(), IntakeError> {
+    let id = incoming.id;
+    let recipients = incoming.recipients.clone();
+    let datagram = NewDatagram {
+        id,
+        originator: incoming.originator,
+        recipients: incoming.recipients,
+        options: QueueOptions {
+            originated_ms: Some(relay.spool.now_ms()),
+            ..QueueOptions::default()
+        },
+        content: incoming.payload.to_vec(),
+    };
+    match relay.spool.enqueue(datagram).await {
+        Ok(Enqueued::Queued(_)) => {
+            tracing::info!(%id, recipients = recipients.len(), event = "queued");
+            Ok(())
+        }
+        Ok(Enqueued::Duplicate(_)) => {
+            tracing::info!(%id, event = "duplicate");
+            Ok(())
+        }
+        Err(error) => {
+            tracing::error!(%id, %error, "spool write failed");
+            Err(IntakeError(error.to_string()))
+        }
+    }
+}

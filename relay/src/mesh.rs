@@ -1,0 +1,182 @@
+//! Mesh sessions accepted from other relays (RFC 3340 §2.1 relay-relay):
+//! TLS with certificates both ways, `bind` authorized by the peer's
+//! certificate (§4.5.2: it must name the bound domain, else 537), then
+//! `data` whose originator is in a bound domain and whose recipients are
+//! all in domains this relay serves (no open relay).
+
+use crate::datagram::{self, Request};
+use crate::intake;
+use crate::server::Relay;
+use crate::tls;
+use imxp_beep::io::{Channel, Connection, DriverConfig, IncomingStart, TlsSetup};
+use imxp_beep::{Config as SessionConfig, Profile, Role};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Serves one relay session until it ends or the relay stops.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    relay: Arc<Relay>,
+    _session: u64,
+    stop: CancellationToken,
+) {
+    let mut config = SessionConfig::new(Role::Listener);
+    config.profiles = vec![datagram::APEX_PROFILE.to_owned()];
+    config.profiles_require_tls = relay.config.tls.required;
+    config.max_message_size = relay.config.max_message_size;
+    config.receive_window = 256 * 1024;
+    let mut driver = DriverConfig::new(config);
+    if let Some(tls) = &relay.tls.mesh {
+        driver.tls = TlsSetup::Server(tls.clone());
+    }
+    let (connection, mut incoming, task) = Connection::spawn(stream, driver);
+    let channels = TaskTracker::new();
+    loop {
+        tokio::select! {
+            start = incoming.next() => match start {
+                Some(start) => {
+                    if let Some((channel, bound)) = open(start, &connection, &relay).await {
+                        channels.spawn(run_channel(channel, bound, connection.clone(), relay.clone()));
+                    }
+                }
+                None => break,
+            },
+            () = stop.cancelled() => {
+                let _ = tokio::time::timeout(Duration::from_secs(5), connection.release()).await;
+                break;
+            }
+        }
+    }
+    channels.close();
+    channels.wait().await;
+    task.abort();
+}
+
+/// The bind steps of RFC 3340 §4.4.2 (555, 537); returns the bound domain.
+fn bind(
+    connection: &Connection,
+    bound: &HashMap<u32, String>,
+    domain: &imxp_apex::Domain,
+    trans_id: u32,
+) -> Result<String, (u16, String)> {
+    if bound.contains_key(&trans_id) {
+        return Err((555, format!("transaction-identifier {trans_id} is in use")));
+    }
+    let state = connection.state();
+    let name = domain.canonical().to_owned();
+    if state.tls_active {
+        let names_it = state
+            .peer_certificates
+            .first()
+            .is_some_and(|cert| tls::certificate_names_domain(cert, &name));
+        if !names_it {
+            return Err((537, format!("the peer's certificate does not name {name}")));
+        }
+    }
+    // Without TLS (only when `[tls] required = false`, for development and
+    // loopback tests) the bind cannot be authenticated and is accepted.
+    Ok(name)
+}
+
+async fn open(
+    start: IncomingStart,
+    connection: &Connection,
+    relay: &Relay,
+) -> Option<(Channel, HashMap<u32, String>)> {
+    let _ = relay;
+    let mut bound = HashMap::new();
+    let init = start.request.profiles[0].init.clone();
+    let reply = init.map(|init| match datagram::parse_init(&init) {
+        Ok(Request::Bind { domain, trans_id }) => {
+            match bind(connection, &bound, &domain, trans_id) {
+                Ok(name) => {
+                    tracing::info!(domain = %name, "peer bound");
+                    bound.insert(trans_id, name);
+                    datagram::ok_init()
+                }
+                Err((code, text)) => datagram::error_init(code, &text),
+            }
+        }
+        Ok(_) => datagram::error_init(537, "only bind may be piggybacked on a mesh channel"),
+        Err((code, text)) => datagram::error_init(code, &text),
+    });
+    let profile = match reply {
+        Some(reply) => Profile::with_init(datagram::APEX_PROFILE, reply),
+        None => Profile::new(datagram::APEX_PROFILE),
+    };
+    start.accept(profile).await.ok().map(|c| (c, bound))
+}
+
+async fn run_channel(
+    mut channel: Channel,
+    mut bound: HashMap<u32, String>,
+    connection: Connection,
+    relay: Arc<Relay>,
+) {
+    let handle = channel.handle();
+    let writes = TaskTracker::new();
+    while let Some(message) = channel.next_message().await {
+        let msgno = message.msgno;
+        let reply = match datagram::parse_request(&message.payload, relay.config.max_message_size) {
+            Err(error) => Err(error),
+            Ok(Request::Bind { domain, trans_id }) => {
+                bind(&connection, &bound, &domain, trans_id).map(|name| {
+                    tracing::info!(domain = %name, "peer bound");
+                    bound.insert(trans_id, name);
+                })
+            }
+            Ok(Request::Attach { .. }) => Err((537, "attach is for endpoints (apex-edge)".into())),
+            Ok(Request::Terminate { trans_id: 0 }) => {
+                bound.clear();
+                Ok(())
+            }
+            Ok(Request::Terminate { trans_id }) => bound
+                .remove(&trans_id)
+                .map(drop)
+                .ok_or((550, "unknown transaction-identifier".into())),
+            Ok(Request::Data(incoming)) => {
+                let origin = imxp_spool::domain_of(&incoming.originator);
+                if !bound.values().any(|d| d.eq_ignore_ascii_case(&origin)) {
+                    Err((537, format!("not bound for {origin}")))
+                } else if let Some(foreign) = incoming
+                    .recipients
+                    .iter()
+                    .find(|r| !relay.config.serves(&imxp_spool::domain_of(r)))
+                {
+                    Err((537, format!("this relay does not relay to {foreign}")))
+                } else {
+                    let relay = relay.clone();
+                    let handle = handle.clone();
+                    writes.spawn(async move {
+                        let _ = match intake::accept(&relay, incoming).await {
+                            Ok(()) => handle.reply(msgno, datagram::ok_payload()).await,
+                            Err(error) => {
+                                handle
+                                    .reply_error(msgno, datagram::error_payload(451, &error.0))
+                                    .await
+                            }
+                        };
+                    });
+                    continue;
+                }
+            }
+        };
+        let sent = match reply {
+            Ok(()) => handle.reply(msgno, datagram::ok_payload()).await,
+            Err((code, text)) => {
+                handle
+                    .reply_error(msgno, datagram::error_payload(code, &text))
+                    .await
+            }
+        };
+        if sent.is_err() {
+            break;
+        }
+    }
+    writes.close();
+    writes.wait().await;
+}

@@ -1,0 +1,321 @@
+//! The relay server in the mini-redis manner: `run` takes bound listeners
+//! and a shutdown future; it opens the spool, starts the scheduler, the
+//! admin socket and one accept loop per listener (with a session limit),
+//! and on shutdown stops accepting, lets sessions and deliveries finish,
+//! and closes the spool.
+
+use crate::attachments::Attachments;
+use crate::auth::EdgeSasl;
+use crate::config::{Config, SpoolEngine};
+use crate::deliver::Deliverer;
+use crate::outbound::Outbound;
+use crate::qmgr::Scheduler;
+use crate::route::{DnsSettings, Router};
+use crate::{edge, mesh, tls};
+use imxp_spool::{EngineKind, RetryPolicy, Spool, SpoolConfig};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Why the relay could not start or stopped.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum RelayError {
+    /// The state directory, a listener or the admin socket failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The spool could not be opened.
+    #[error("spool: {0}")]
+    Spool(#[from] imxp_spool::SpoolError),
+    /// TLS material could not be loaded.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// The users file could not be loaded.
+    #[error("auth: {0}")]
+    Auth(#[from] crate::auth::AuthError),
+    /// The router could not be set up.
+    #[error("routing: {0}")]
+    Route(#[from] crate::route::RouteError),
+}
+
+/// Bound listening sockets.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// apex-edge listeners (endpoints attach here).
+    pub edge: Vec<TcpListener>,
+    /// apex-mesh listeners (other relays bind here).
+    pub mesh: Vec<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the addresses of `config`.
+    pub async fn bind(config: &Config) -> Result<Self, RelayError> {
+        let mut listeners = Self::default();
+        for address in &config.edge {
+            listeners.edge.push(bind(*address).await?);
+        }
+        for address in &config.mesh {
+            listeners.mesh.push(bind(*address).await?);
+        }
+        Ok(listeners)
+    }
+}
+
+async fn bind(address: std::net::SocketAddr) -> Result<TcpListener, RelayError> {
+    TcpListener::bind(address).await.map_err(|source| RelayError::Io {
+        what: format!("listening on {address}"),
+        source,
+    })
+}
+
+/// TLS configurations derived from `[tls]`.
+pub(crate) struct TlsMaterial {
+    /// For edge sessions: no client certificates asked.
+    pub(crate) edge: Option<Arc<rustls::ServerConfig>>,
+    /// For mesh sessions: client certificates verified against `[tls] ca`.
+    pub(crate) mesh: Option<Arc<rustls::ServerConfig>>,
+    /// For outbound mesh sessions: `[tls] ca` roots, our certificate.
+    pub(crate) client: Arc<rustls::ClientConfig>,
+}
+
+impl TlsMaterial {
+    fn load(config: &Config) -> Result<Self, RelayError> {
+        let error = |e: tls::TlsError| RelayError::Tls(e.to_string());
+        let roots = tls::load_roots(config.tls.ca.as_deref()).map_err(error)?;
+        let ours = match (&config.tls.cert, &config.tls.key) {
+            (Some(cert), Some(key)) => Some((
+                tls::load_chain(cert).map_err(error)?,
+                tls::load_key(key).map_err(error)?,
+            )),
+            _ => None,
+        };
+        let (edge, mesh) = match &ours {
+            Some((chain, key)) => (
+                Some(
+                    tls::server_config(chain.clone(), key.clone_key(), tls::ClientAuth::None)
+                        .map_err(error)?,
+                ),
+                Some(
+                    tls::server_config(
+                        chain.clone(),
+                        key.clone_key(),
+                        tls::ClientAuth::Optional(roots.clone()),
+                    )
+                    .map_err(error)?,
+                ),
+            ),
+            None => (None, None),
+        };
+        let client = tls::client_config(
+            roots,
+            ours.map(|(chain, key)| (chain, key)),
+        )
+        .map_err(error)?;
+        Ok(Self { edge, mesh, client })
+    }
+}
+
+/// State shared by every task of a running relay.
+pub(crate) struct Relay {
+    pub(crate) config: Config,
+    pub(crate) spool: Spool,
+    pub(crate) attachments: Attachments,
+    pub(crate) tls: TlsMaterial,
+    pub(crate) sasl: EdgeSasl,
+    next_session: AtomicU64,
+}
+
+impl Relay {
+    /// A new session number (attachments are owned by sessions).
+    pub(crate) fn session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Runs the relay until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RelayError> {
+    std::fs::create_dir_all(&config.state_dir).map_err(|source| RelayError::Io {
+        what: format!("creating {}", config.state_dir.display()),
+        source,
+    })?;
+    let spool = Spool::open(
+        config.state_dir.join("spool"),
+        SpoolConfig {
+            engine: match config.spool_engine {
+                SpoolEngine::Redb => EngineKind::Redb,
+                SpoolEngine::Sled => EngineKind::Sled,
+            },
+            retry: RetryPolicy {
+                min_backoff_ms: config.queue.min_backoff.as_millis() as u64,
+                max_backoff_ms: config.queue.max_backoff.as_millis() as u64,
+                jitter: 0.2,
+                max_lifetime_ms: config.queue.max_lifetime.as_millis() as u64,
+            },
+            ..SpoolConfig::default()
+        },
+    )?;
+    let report = spool.open_report();
+    tracing::info!(
+        spool = %spool.dir().display(),
+        created = report.created,
+        resumed = report.resumed,
+        "spool open"
+    );
+    let tls = TlsMaterial::load(&config)?;
+    let sasl = EdgeSasl::open(&config.users)?.allow_plain_without_tls(!config.tls.required);
+    let router = Router::new(
+        config.domains.clone(),
+        config.routes.clone(),
+        DnsSettings {
+            nameservers: config.nameservers.clone(),
+            implicit_fallback: config.implicit_fallback,
+            timeout: config.dns_timeout,
+            ..DnsSettings::default()
+        },
+    )?;
+    let outbound = Outbound::new(
+        tls.client.clone(),
+        config.tls.required,
+        config.domains.clone(),
+        config.queue.connect_timeout,
+        config.max_message_size,
+    );
+    let relay = Arc::new(Relay {
+        spool: spool.clone(),
+        attachments: Attachments::default(),
+        tls,
+        sasl,
+        next_session: AtomicU64::new(1),
+        config,
+    });
+    let deliverer = Arc::new(Deliverer::new(relay.clone(), router, outbound));
+    let scheduler = Scheduler::new(
+        spool.clone(),
+        deliverer,
+        relay.config.queue.max_in_flight,
+        relay.config.queue.max_per_destination,
+    );
+
+    let stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let sessions = Arc::new(Semaphore::new(relay.config.max_sessions.max(1)));
+    tasks.spawn(scheduler.run(stop.clone()));
+    let admin_path = relay.config.state_dir.join(imxp_spool::admin::SOCKET_NAME);
+    let admin = imxp_spool::admin::bind(&admin_path).map_err(|source| RelayError::Io {
+        what: format!("admin socket {}", admin_path.display()),
+        source,
+    })?;
+    tasks.spawn(imxp_spool::admin::serve(
+        admin,
+        imxp_spool::admin::Handler::new(spool.clone()),
+        stop.clone().cancelled_owned(),
+    ));
+    for (listener, kind) in listeners
+        .edge
+        .into_iter()
+        .map(|l| (l, Kind::Edge))
+        .chain(listeners.mesh.into_iter().map(|l| (l, Kind::Mesh)))
+    {
+        if let Ok(address) = listener.local_addr() {
+            tracing::info!(%address, kind = kind.name(), "listening");
+        }
+        tasks.spawn(accept_loop(
+            listener,
+            kind,
+            relay.clone(),
+            sessions.clone(),
+            stop.clone(),
+            tasks.clone(),
+        ));
+    }
+    shutdown.await;
+    tracing::info!("shutting down");
+    stop.cancel();
+    tasks.close();
+    if tokio::time::timeout(Duration::from_secs(30), tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some sessions did not end within 30 s");
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Edge,
+    Mesh,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Edge => "edge",
+            Self::Mesh => "mesh",
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    kind: Kind,
+    relay: Arc<Relay>,
+    sessions: Arc<Semaphore>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+) {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        // A permit before accepting: over the limit, connections wait in
+        // the kernel's backlog instead of consuming memory here.
+        let permit = tokio::select! {
+            permit = sessions.clone().acquire_owned() => permit.expect("never closed"),
+            () = stop.cancelled() => return,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = stop.cancelled() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => {
+                backoff = Duration::from_millis(10);
+                accepted
+            }
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let relay = relay.clone();
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            let session = relay.session_id();
+            tracing::debug!(%peer, session, kind = kind.name(), "session opened");
+            match kind {
+                Kind::Edge => edge::serve(stream, relay.clone(), session, stop).await,
+                Kind::Mesh => mesh::serve(stream, relay.clone(), session, stop).await,
+            }
+            relay.attachments.end(session, None);
+            tracing::debug!(%peer, session, "session closed");
+            drop(permit);
+        });
+    }
+}
