@@ -918,6 +918,22 @@ mod tests {
         assert_eq!(Domain::parse(""), Err(E::EmptyDomain));
     }
 
+    #[cfg(feature = "serde")]
+    #[test]
+    fn serde_uses_the_string_forms() {
+        let e = ep("fred/appl=im@Example.COM");
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(json, "\"fred/appl=im@Example.COM\"");
+        assert_eq!(serde_json::from_str::<Endpoint>(&json).unwrap(), e);
+        assert!(serde_json::from_str::<Endpoint>("\"nobody\"").is_err());
+        let d = Domain::parse("[IPv6:::1]").unwrap();
+        assert_eq!(serde_json::to_string(&d).unwrap(), "\"[IPv6:::1]\"");
+        assert_eq!(
+            serde_json::from_str::<Domain>("\"[ipv6:0::1]\"").unwrap(),
+            d
+        );
+    }
+
     #[test]
     fn ordering_groups_by_domain() {
         let mut list = [

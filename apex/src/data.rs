@@ -163,6 +163,21 @@ impl Data {
         }
     }
 
+    /// Parses a bare `data` element, e.g. one kept apart from its content
+    /// by [`Data::to_xml`]. The `content` reference is checked for form, and
+    /// `#Name` against the `data-content`, but a `cid:` URL is not resolved:
+    /// pair it again with its part ([`MimePart::from_raw`]).
+    pub fn from_xml(xml: &[u8], limits: &Limits) -> Result<Self, ApexError> {
+        let doc = xml::parse(xml, limits)?;
+        if doc.root.name != "data" {
+            return Err(ApexError::UnexpectedElement {
+                expected: "data",
+                found: doc.root.name,
+            });
+        }
+        Self::from_element(&doc, &doc.root)
+    }
+
     /// The recipients' identities.
     pub fn recipient_identities(&self) -> impl Iterator<Item = &Endpoint> {
         self.recipients.iter().map(|r| &r.identity)
@@ -179,7 +194,9 @@ impl Data {
     /// `multipart/related` with the part's raw octets unchanged for a MIME
     /// part. The `content` attribute (and for [`Content::Inline`] the
     /// `data-content` element) is written from `content`; `self.content`
-    /// is kept when it already refers to the same thing.
+    /// is kept when it already refers to the same thing. A multipart payload
+    /// gets a fresh random boundary (one that occurs in neither the XML nor
+    /// the part) and a fresh root Content-ID each time.
     pub fn to_payload(&self, content: &Content) -> Vec<u8> {
         let (reference, inline) = self.reference_for(content);
         let xml = self.write(&reference, inline.or(self.data_content.as_ref()));

@@ -25,6 +25,28 @@
 //! * `xml` (private) — the one bounded `application/beep+xml` reader: no
 //!   DOCTYPE, no entities but the predefined five, size and depth bounds.
 //!
+//! # Decisions where the RFCs are silent or inconsistent
+//!
+//! * Endpoints (see [`address`]): SP is accepted inside a token but not at
+//!   either end (erratum 24); C0/C1 controls and DEL are refused; `%` is an
+//!   ordinary character in XML attributes, and %-decoding applies to the
+//!   `apex:` URL form only ([`Endpoint::parse_uri`]); domains compare
+//!   case-insensitively, IP literals by address.
+//! * `transID`: optional on `option` (erratum 8) and on `reply` (erratum 7);
+//!   `terminate` without one is 0 (the DTD default: terminate all).
+//! * `data-content`'s `Name` attribute per erratum 6; its content, and any
+//!   `option`'s content, is kept verbatim, so unknown options and service
+//!   documents pass through untouched.
+//! * Attributes the DTD does not declare (including `xmlns`) are refused
+//!   with 501, as are child elements out of the DTD's order.
+//! * A `multipart/related` carries the XML and at most one content part,
+//!   which the `data` must reference; a part nobody references is refused
+//!   (553) rather than dropped, since dropping would modify the message.
+//! * The XML part must not use a transformative transfer encoding; content
+//!   parts are never decoded.
+//! * Init content (`<start>`): a bare `attach` or `bind` in, a bare `<ok />`
+//!   or `<error>` back (erratum 3).
+//!
 //! # Receiving and forwarding a datagram
 //!
 //! ```

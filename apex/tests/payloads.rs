@@ -71,6 +71,26 @@ fn binary_part_survives_octet_for_octet() {
 }
 
 #[test]
+fn spooled_xml_and_part_rebuild_the_same_message() {
+    let body = nasty_body();
+    let part = MimePart::new("application/octet-stream", &body, &domain()).unwrap();
+    let mut data = Data::new(ep("fred@example.com"), [ep("barney@rubble.com")]);
+    data.set_content(&Content::Part(part.clone()));
+    let parsed = Operation::parse(&data.to_payload(&Content::Part(part))).unwrap();
+    let (data, content) = parsed.clone().into_data().unwrap();
+
+    // What a spool would keep: the data element and the raw part.
+    let xml = data.to_xml();
+    let raw = part_of(&content).raw().to_vec();
+
+    let data = Data::from_xml(xml.as_bytes(), &Limits::default()).unwrap();
+    let part = MimePart::from_raw(raw).unwrap();
+    let rebuilt = Operation::parse(&data.to_payload(&Content::Part(part))).unwrap();
+    assert_eq!(rebuilt, parsed);
+    assert!(Data::from_xml(b"<terminate />", &Limits::default()).is_err());
+}
+
+#[test]
 fn received_part_with_boundary_lookalikes_is_kept_exactly() {
     let part: &[u8] = b"Content-Type: text/plain\r\nContent-ID: <2@example.com>\r\n\r\nline\r\n--boundaryX\r\n--boundary-\r\n--boundar\r\n--boundary --\r\n --boundary\r\nlast\r\n";
     let mut payload = b"Content-Type: multipart/related; boundary=\"boundary\"; start=\"<1@example.com>\"; type=\"application/beep+xml\"\r\n\r\nignored preamble\r\n--boundary\r\nContent-Type: application/beep+xml\r\nContent-ID: <1@example.com>\r\n\r\n<data content='cid:2@example.com'><originator identity='fred@example.com' /><recipient identity='barney@example.com' /></data>\r\n--boundary\r\n".to_vec();
