@@ -89,14 +89,17 @@ impl Attachments {
     /// Ends every attachment of a channel (`channel = Some`) or of a whole
     /// session (`None`).
     pub(crate) fn end(&self, session: u64, channel: Option<u32>) {
-        self.inner.lock().expect("attachments").retain(|endpoint, a| {
-            let ends = a.owner.session == session
-                && channel.is_none_or(|c| a.owner.channel == c);
-            if ends {
-                tracing::info!(%endpoint, "detached");
-            }
-            !ends
-        });
+        self.inner
+            .lock()
+            .expect("attachments")
+            .retain(|endpoint, a| {
+                let ends =
+                    a.owner.session == session && channel.is_none_or(|c| a.owner.channel == c);
+                if ends {
+                    tracing::info!(%endpoint, "detached");
+                }
+                !ends
+            });
     }
 
     /// True if `trans_id` names a live attachment on `owner`'s channel

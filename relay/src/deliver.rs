@@ -56,7 +56,9 @@ impl Deliverer {
             }
             return outcomes;
         }
-        let outcome = self.deliver_remote(envelope, content, domain, indexes).await;
+        let outcome = self
+            .deliver_remote(envelope, content, domain, indexes)
+            .await;
         indexes.iter().map(|&i| (i, outcome.clone())).collect()
     }
 
@@ -126,7 +128,10 @@ impl Deliverer {
             Ok(Ok(response)) => outcome_of(&response, Some(via)),
             Ok(Err(error)) => {
                 self.outbound.drop_session(domain);
-                Outcome::Deferred(Failure::new(FailureKind::Connect, format!("{via}: {error}")))
+                Outcome::Deferred(Failure::new(
+                    FailureKind::Connect,
+                    format!("{via}: {error}"),
+                ))
             }
             Err(_) => {
                 self.outbound.drop_session(domain);

@@ -5,7 +5,6 @@ use crate::attachments::Owner;
 use crate::datagram::{self, Request};
 use crate::intake;
 use crate::server::Relay;
-use bytes::Bytes;
 use imxp_beep::io::{Channel, Connection, DriverConfig, IncomingStart, TlsSetup};
 use imxp_beep::{Config as SessionConfig, ErrorReply, Profile, ReplyCode, Role};
 use std::sync::Arc;
@@ -118,7 +117,10 @@ fn attach(
         return Err((555, format!("transaction-identifier {trans_id} is in use")));
     }
     if !relay.config.serves(endpoint.domain().canonical()) {
-        return Err((553, format!("this relay does not serve {}", endpoint.domain())));
+        return Err((
+            553,
+            format!("this relay does not serve {}", endpoint.domain()),
+        ));
     }
     if !datagram::may_act_as(user, endpoint) {
         return Err((537, "access denied".into()));
@@ -131,7 +133,12 @@ fn attach(
 }
 
 /// Serves the MSGs of one APEX channel.
-async fn run_channel(mut channel: Channel, connection: Connection, relay: Arc<Relay>, session: u64) {
+async fn run_channel(
+    mut channel: Channel,
+    connection: Connection,
+    relay: Arc<Relay>,
+    session: u64,
+) {
     let owner = Owner {
         session,
         channel: channel.number(),
@@ -158,7 +165,7 @@ async fn run_channel(mut channel: Channel, connection: Connection, relay: Arc<Re
                 .attachments
                 .terminate(owner, trans_id)
                 .map(drop)
-                .ok_or((550, "unknown transaction-identifier".into())),
+                .ok_or_else(|| (550, "unknown transaction-identifier".into())),
             Ok(Request::Data(incoming)) => {
                 // §4.4.4.1 step 1: the originator must be attached here.
                 let attached = relay.attachments.on_channel(owner);
@@ -199,12 +206,4 @@ async fn run_channel(mut channel: Channel, connection: Connection, relay: Arc<Re
     writes.close();
     writes.wait().await;
     relay.attachments.end(session, Some(owner.channel));
-}
-
-/// Sends `data` to an attached endpoint's channel and waits for its answer.
-pub(crate) async fn deliver(
-    channel: &imxp_beep::io::ChannelHandle,
-    payload: Bytes,
-) -> Result<imxp_beep::io::Response, imxp_beep::io::DriverError> {
-    channel.request(payload).await
 }

@@ -4,12 +4,30 @@
 //! # Layout
 //!
 //! * [`config`] — `imxpd.toml`, validated into typed settings.
+//! * [`server`] — `run`: listeners, sessions, scheduler, admin socket,
+//!   graceful shutdown.
+//! * `edge`, `mesh` — the two kinds of inbound sessions (endpoint-relay,
+//!   relay-relay) and their APEX operations.
+//! * `intake` — the one path into the spool (durable before `ok`).
+//! * `qmgr` — the scheduler; `deliver` — local and remote delivery;
+//!   `outbound` — pooled mesh sessions to other relays.
+//! * `attachments` — which endpoints are attached where.
+//! * `datagram` — APEX payloads as the relay reads and writes them.
 //! * [`auth`] — the users file and SASL mechanisms for edge sessions.
 //! * [`tls`] — certificates, rustls configurations, peer-name checks.
 //! * [`route`] — where a domain's datagrams go: local, a static route, or
 //!   DNS SRV `_apex-mesh._tcp` (RFC 2782) with the implicit fallback.
 
+mod attachments;
 pub mod auth;
 pub mod config;
+mod datagram;
+mod deliver;
+mod edge;
+mod intake;
+mod mesh;
+mod outbound;
+mod qmgr;
 pub mod route;
+pub mod server;
 pub mod tls;

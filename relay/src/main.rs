@@ -1,2 +1,184 @@
-//! imxpd (in progress).
-fn main() {}
+//! imxpd: the APEX relay daemon.
+//!
+//! ```text
+//! imxpd --dev                         run a development relay for localhost
+//! imxpd --config /etc/imxp/imxpd.toml run
+//! imxpd check-config --config FILE    validate a configuration
+//! imxpd user add|del|list             manage the users file
+//! ```
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use imxp_relay::config::Config;
+use imxp_relay::server::{self, Listeners};
+use imxp_relay::{auth, tls};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(
+    name = "imxpd",
+    version,
+    about = "The imxp relay: APEX (RFC 3340) over BEEP, with a durable spool",
+    long_about = "The imxp relay. Endpoints attach on the edge listener (apex-edge, \
+                  port 913) after TLS and SASL; other relays bind on the mesh listener \
+                  (apex-mesh, port 912). Accepted datagrams are written durably to the \
+                  spool before they are acknowledged, delivered to attached endpoints of \
+                  the relay's domains, and forwarded to other domains' relays found by \
+                  [routes] or DNS SRV _apex-mesh._tcp.\n\n\
+                  Without a subcommand the relay runs until SIGINT or SIGTERM."
+)]
+struct Cli {
+    /// Configuration file (TOML; see imxpd.toml(5)).
+    #[arg(long, short, global = true, default_value = "/etc/imxp/imxpd.toml")]
+    config: PathBuf,
+    /// Development mode: serve `localhost` from a local state directory with
+    /// a generated self-signed certificate and a development user; edge on
+    /// 127.0.0.1:9913, mesh on 127.0.0.1:9912. Writes `imxpd.toml` there on
+    /// first use and ignores --config.
+    #[arg(long)]
+    dev: bool,
+    /// State directory for --dev.
+    #[arg(long, default_value = "imxp-dev", requires = "dev")]
+    state_dir: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the configuration; every error names the key.
+    CheckConfig,
+    /// Manage the users file ([auth] users) of edge logins.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user (a full endpoint address, e.g. fred@example.com).
+    Add {
+        /// The user name.
+        name: String,
+        /// Read the password from this file (`-`: standard input).
+        #[arg(long, default_value = "-")]
+        password_file: PathBuf,
+    },
+    /// Remove a user.
+    Del {
+        /// The user name.
+        name: String,
+    },
+    /// List the users.
+    List,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("IMXP_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config_path = if cli.dev {
+        prepare_dev(&cli.state_dir)?
+    } else {
+        cli.config.clone()
+    };
+    match cli.command {
+        Some(Command::CheckConfig) => {
+            let config = Config::load(&config_path)?;
+            println!(
+                "{}: ok (domains {}, state_dir {})",
+                config_path.display(),
+                config.domains.join(", "),
+                config.state_dir.display()
+            );
+            Ok(())
+        }
+        Some(Command::User { command }) => {
+            let config = Config::load(&config_path)?;
+            match command {
+                UserCommand::Add {
+                    name,
+                    password_file,
+                } => {
+                    let password = auth::read_password(&password_file)?;
+                    let name = auth::add_user(&config.users, &name, &password)?;
+                    println!("added {name}");
+                }
+                UserCommand::Del { name } => {
+                    let name = auth::remove_user(&config.users, &name)?;
+                    println!("removed {name}");
+                }
+                UserCommand::List => {
+                    for name in auth::list_users(&config.users)? {
+                        println!("{name}");
+                    }
+                }
+            }
+            Ok(())
+        }
+        None => {
+            let config = Config::load(&config_path)?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async move {
+                let listeners = Listeners::bind(&config).await?;
+                server::run(config, listeners, shutdown_signal()).await?;
+                anyhow::Ok(())
+            })
+        }
+    }
+}
+
+/// Writes the development configuration, certificate and user, once.
+fn prepare_dev(state_dir: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("creating {}", state_dir.display()))?;
+    let state_dir = state_dir.canonicalize()?;
+    let (cert, key) = tls::generate_dev_certificate(&state_dir, &["localhost".to_owned()])?;
+    let config_path = state_dir.join("imxpd.toml");
+    if !config_path.exists() {
+        let text = format!(
+            "# imxpd development configuration (written by `imxpd --dev`).\n\
+             [relay]\ndomains = [\"localhost\"]\nstate_dir = \"{dir}\"\n\n\
+             [listen]\nedge = [\"127.0.0.1:9913\"]\nmesh = [\"127.0.0.1:9912\"]\n\n\
+             [tls]\ncert = \"{cert}\"\nkey = \"{key}\"\nca = \"{cert}\"\n\n\
+             [auth]\nusers = \"{dir}/users.toml\"\n",
+            dir = state_dir.display(),
+            cert = cert.display(),
+            key = key.display(),
+        );
+        std::fs::write(&config_path, text)
+            .with_context(|| format!("writing {}", config_path.display()))?;
+    }
+    let config = Config::load(&config_path)?;
+    let (_, password_file) = auth::create_dev_user(&config.users, "dev@localhost")?;
+    eprintln!(
+        "imxpd --dev: serving localhost; edge 127.0.0.1:9913, mesh 127.0.0.1:9912\n\
+         \x20 config   {}\n  CA       {}\n  user     dev@localhost\n  password {}",
+        config_path.display(),
+        cert.display(),
+        password_file.display()
+    );
+    Ok(config_path)
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

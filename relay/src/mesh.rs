@@ -123,12 +123,11 @@ async fn run_channel(
         let msgno = message.msgno;
         let reply = match datagram::parse_request(&message.payload, relay.config.max_message_size) {
             Err(error) => Err(error),
-            Ok(Request::Bind { domain, trans_id }) => {
-                bind(&connection, &bound, &domain, trans_id).map(|name| {
+            Ok(Request::Bind { domain, trans_id }) => bind(&connection, &bound, &domain, trans_id)
+                .map(|name| {
                     tracing::info!(domain = %name, "peer bound");
                     bound.insert(trans_id, name);
-                })
-            }
+                }),
             Ok(Request::Attach { .. }) => Err((537, "attach is for endpoints (apex-edge)".into())),
             Ok(Request::Terminate { trans_id: 0 }) => {
                 bound.clear();
@@ -137,15 +136,15 @@ async fn run_channel(
             Ok(Request::Terminate { trans_id }) => bound
                 .remove(&trans_id)
                 .map(drop)
-                .ok_or((550, "unknown transaction-identifier".into())),
+                .ok_or_else(|| (550, "unknown transaction-identifier".into())),
             Ok(Request::Data(incoming)) => {
-                let origin = imxp_spool::domain_of(&incoming.originator);
+                let origin = imxp_spool::record::domain_of(&incoming.originator);
                 if !bound.values().any(|d| d.eq_ignore_ascii_case(&origin)) {
                     Err((537, format!("not bound for {origin}")))
                 } else if let Some(foreign) = incoming
                     .recipients
                     .iter()
-                    .find(|r| !relay.config.serves(&imxp_spool::domain_of(r)))
+                    .find(|r| !relay.config.serves(&imxp_spool::record::domain_of(r)))
                 {
                     Err((537, format!("this relay does not relay to {foreign}")))
                 } else {

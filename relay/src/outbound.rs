@@ -117,15 +117,17 @@ impl Outbound {
         domain: &str,
         address: std::net::SocketAddr,
     ) -> Result<(Connection, ChannelHandle), Failure> {
-        let connect = |e: std::io::Error| Failure::new(FailureKind::Connect, format!("{address}: {e}"));
+        let connect =
+            |e: std::io::Error| Failure::new(FailureKind::Connect, format!("{address}: {e}"));
         let stream = TcpStream::connect(address).await.map_err(connect)?;
         stream.set_nodelay(true).map_err(connect)?;
         let mut session = SessionConfig::new(Role::Initiator);
         session.max_message_size = self.max_message_size;
         session.receive_window = 256 * 1024;
         let mut driver = DriverConfig::new(session);
-        let server_name = rustls::pki_types::ServerName::try_from(domain.trim_matches(['[', ']']).to_owned())
-            .map_err(|e| Failure::new(FailureKind::Tls, format!("{domain}: {e}")))?;
+        let server_name =
+            rustls::pki_types::ServerName::try_from(domain.trim_matches(['[', ']']).to_owned())
+                .map_err(|e| Failure::new(FailureKind::Tls, format!("{domain}: {e}")))?;
         driver.tls = TlsSetup::Client {
             config: self.tls.clone(),
             server_name,
@@ -162,16 +164,27 @@ impl Outbound {
             )
             .await
             .map_err(|e| Failure::new(FailureKind::Connect, format!("{address}: {e}")))?;
-        datagram::check_init_reply(channel.init())
-            .map_err(|e| Failure::new(FailureKind::Reply { code: e.0 }, format!("bind {first}: {}", e.1)))?;
+        datagram::check_init_reply(channel.init()).map_err(|e| {
+            Failure::new(
+                FailureKind::Reply { code: e.0 },
+                format!("bind {first}: {}", e.1),
+            )
+        })?;
         let handle = channel.handle();
         for (index, domain) in self.bind_as.iter().enumerate().skip(1) {
             let reply = handle
-                .request(bytes::Bytes::from(datagram::bind_payload(domain, index as u32 + 1)))
+                .request(bytes::Bytes::from(datagram::bind_payload(
+                    domain,
+                    index as u32 + 1,
+                )))
                 .await
                 .map_err(|e| Failure::new(FailureKind::Connect, format!("{address}: {e}")))?;
-            datagram::check_response(&reply)
-                .map_err(|e| Failure::new(FailureKind::Reply { code: e.0 }, format!("bind {domain}: {}", e.1)))?;
+            datagram::check_response(&reply).map_err(|e| {
+                Failure::new(
+                    FailureKind::Reply { code: e.0 },
+                    format!("bind {domain}: {}", e.1),
+                )
+            })?;
         }
         // Keep the receiving side of the channel alive: a relay may send us
         // `terminate` on it; we answer anything unexpected with an error.

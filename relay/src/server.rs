@@ -73,10 +73,12 @@ impl Listeners {
 }
 
 async fn bind(address: std::net::SocketAddr) -> Result<TcpListener, RelayError> {
-    TcpListener::bind(address).await.map_err(|source| RelayError::Io {
-        what: format!("listening on {address}"),
-        source,
-    })
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| RelayError::Io {
+            what: format!("listening on {address}"),
+            source,
+        })
 }
 
 /// TLS configurations derived from `[tls]`.
@@ -117,11 +119,7 @@ impl TlsMaterial {
             ),
             None => (None, None),
         };
-        let client = tls::client_config(
-            roots,
-            ours.map(|(chain, key)| (chain, key)),
-        )
-        .map_err(error)?;
+        let client = tls::client_config(roots, ours).map_err(error)?;
         Ok(Self { edge, mesh, client })
     }
 }

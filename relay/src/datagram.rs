@@ -1,0 +1,236 @@
+//! APEX payloads as the relay handles them (RFC 3340 §4): what a MSG asks
+//! for, the stored form of an accepted datagram, the new `data` built for
+//! each next hop, and the replies.
+//!
+//! The spool keeps the MSG payload exactly as received; each delivery
+//! re-reads it and writes a new `data` naming only the recipients of that
+//! hop, with the content part carried octet for octet (DESIGN rule 3).
+
+use bytes::Bytes;
+use imxp_apex::{
+    Bind, Content, Domain, Endpoint, ErrorReply, Limits, Operation, ReplyCode, Response,
+};
+use imxp_beep::io::Channel;
+use imxp_spool::DatagramId;
+use sha2::{Digest, Sha256};
+
+/// The APEX profile URI (RFC 3340 §4.2).
+pub(crate) const APEX_PROFILE: &str = "http://iana.org/beep/APEX";
+
+/// A `(reply code, text)` pair to answer with.
+pub(crate) type Refusal = (u16, String);
+
+/// A `data` accepted for intake.
+#[derive(Debug, Clone)]
+pub(crate) struct Incoming {
+    /// Derived from the datagram, so a resend maps to the same id (dedup).
+    pub(crate) id: DatagramId,
+    /// Canonical originator.
+    pub(crate) originator: String,
+    /// Canonical recipients.
+    pub(crate) recipients: Vec<String>,
+    /// The MSG payload as received.
+    pub(crate) payload: Bytes,
+}
+
+/// What a MSG on an APEX channel asks for.
+#[derive(Debug)]
+pub(crate) enum Request {
+    Attach { endpoint: Endpoint, trans_id: u32 },
+    Bind { domain: Domain, trans_id: u32 },
+    Terminate { trans_id: u32 },
+    Data(Incoming),
+}
+
+/// The canonical text of an endpoint: local part as written, domain in
+/// lower case (RFC 3340 §2.2.1; spec-digest §3.2).
+pub(crate) fn key(endpoint: &Endpoint) -> String {
+    format!("{}@{}", endpoint.local(), endpoint.domain().canonical())
+}
+
+/// An authenticated user may act as itself and its subaddresses, never as
+/// a service (`apex=…`).
+pub(crate) fn may_act_as(user: &str, endpoint: &Endpoint) -> bool {
+    !endpoint.is_service() && key(&endpoint.base()) == user
+}
+
+fn limits(max_message_size: usize) -> Limits {
+    Limits::default().with_max_payload(max_message_size)
+}
+
+fn refusal(error: &imxp_apex::ApexError) -> Refusal {
+    (error.reply_code().0, error.to_string())
+}
+
+/// Parses a MSG payload.
+pub(crate) fn parse_request(payload: &Bytes, max_message_size: usize) -> Result<Request, Refusal> {
+    let parsed =
+        Operation::parse_bytes(payload, &limits(max_message_size)).map_err(|e| refusal(&e))?;
+    Ok(match parsed.operation {
+        Operation::Attach(attach) => Request::Attach {
+            endpoint: attach.endpoint,
+            trans_id: attach.trans_id,
+        },
+        Operation::Bind(bind) => Request::Bind {
+            domain: bind.relay,
+            trans_id: bind.trans_id,
+        },
+        Operation::Terminate(terminate) => Request::Terminate {
+            trans_id: terminate.trans_id,
+        },
+        Operation::Data(data) => {
+            let content = parsed
+                .content
+                .ok_or_else(|| (500, "data without content".to_owned()))?;
+            let originator = key(&data.originator.identity);
+            let recipients: Vec<String> = data.recipient_identities().map(key).collect();
+            Request::Data(Incoming {
+                id: datagram_id(&originator, &recipients, &content),
+                originator,
+                recipients,
+                payload: payload.clone(),
+            })
+        }
+    })
+}
+
+/// Parses the init content of an APEX `<start>` (an attach or a bind).
+pub(crate) fn parse_init(init: &[u8]) -> Result<Request, Refusal> {
+    match Operation::parse_init(init).map_err(|e| refusal(&e))? {
+        Operation::Attach(attach) => Ok(Request::Attach {
+            endpoint: attach.endpoint,
+            trans_id: attach.trans_id,
+        }),
+        Operation::Bind(bind) => Ok(Request::Bind {
+            domain: bind.relay,
+            trans_id: bind.trans_id,
+        }),
+        other => Err((501, format!("{} cannot be init content", other.name()))),
+    }
+}
+
+/// The dedup key of a datagram: a digest of its originator, recipients and
+/// content. A Content-ID is globally unique (RFC 2045), so the same
+/// content part sent again is the same datagram resent.
+fn datagram_id(originator: &str, recipients: &[String], content: &Content) -> DatagramId {
+    let mut digest = Sha256::new();
+    digest.update(originator.as_bytes());
+    for recipient in recipients {
+        digest.update([0]);
+        digest.update(recipient.as_bytes());
+    }
+    digest.update([1]);
+    match content {
+        Content::Part(part) => digest.update(part.raw()),
+        Content::Inline(inline) => {
+            digest.update(inline.name.as_bytes());
+            digest.update(inline.xml.as_bytes());
+        }
+        Content::External(uri) => digest.update(uri.as_bytes()),
+    }
+    let hash = digest.finalize();
+    let mut id = [0u8; DatagramId::LEN];
+    id.copy_from_slice(&hash[..DatagramId::LEN]);
+    DatagramId::from_bytes(id)
+}
+
+/// A new `data` for the next hop: the stored one with only `recipients`,
+/// same originator, options and content octet for octet.
+pub(crate) fn for_recipients(stored: &Bytes, recipients: &[String]) -> Result<Bytes, Refusal> {
+    let parsed = Operation::parse_bytes(stored, &Limits::default().with_max_payload(usize::MAX))
+        .map_err(|e| refusal(&e))?;
+    let (mut data, content) = parsed
+        .into_data()
+        .ok_or_else(|| (500, "stored datagram is not a data".to_owned()))?;
+    data.recipients
+        .retain(|r| recipients.contains(&key(&r.identity)));
+    if data.recipients.is_empty() {
+        return Err((500, "no recipient left for this hop".to_owned()));
+    }
+    Ok(Bytes::from(data.to_payload(&content)))
+}
+
+/// The RPY payload `<ok />`.
+pub(crate) fn ok_payload() -> Bytes {
+    Bytes::from_static(imxp_apex::reply::OK_PAYLOAD)
+}
+
+/// An ERR payload with an `<error>`.
+pub(crate) fn error_payload(code: u16, text: &str) -> Bytes {
+    Bytes::from(ErrorReply::new(ReplyCode(code), text).to_payload())
+}
+
+/// `<ok />` as init reply.
+pub(crate) fn ok_init() -> String {
+    Response::Ok.to_xml()
+}
+
+/// An `<error>` as init reply.
+pub(crate) fn error_init(code: u16, text: &str) -> String {
+    ErrorReply::new(ReplyCode(code), text).to_xml()
+}
+
+/// A `bind` for init content.
+pub(crate) fn bind_init(domain: &str, trans_id: u32) -> String {
+    match Domain::parse(domain) {
+        Ok(domain) => Bind::new(domain, trans_id).to_xml(),
+        Err(_) => String::new(),
+    }
+}
+
+/// A `bind` MSG payload.
+pub(crate) fn bind_payload(domain: &str, trans_id: u32) -> Vec<u8> {
+    match Domain::parse(domain) {
+        Ok(domain) => Bind::new(domain, trans_id).to_payload(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Checks the init reply of a start: `<ok />` or an `<error>`.
+pub(crate) fn check_init_reply(init: Option<&[u8]>) -> Result<(), Refusal> {
+    let init = init.ok_or_else(|| (500, "the peer did not answer the init".to_owned()))?;
+    match Response::parse_init(init).map_err(|e| refusal(&e))? {
+        Response::Ok => Ok(()),
+        Response::Error(error) => Err((error.code.0, error.text)),
+    }
+}
+
+/// Checks the answer to a MSG: RPY `<ok />`, or ERR with an `<error>`.
+pub(crate) fn check_response(response: &imxp_beep::io::Response) -> Result<(), Refusal> {
+    let payload = match response {
+        imxp_beep::io::Response::Reply(payload) | imxp_beep::io::Response::Error(payload) => {
+            payload
+        }
+        imxp_beep::io::Response::Answers(_) => {
+            return Err((500, "one-to-many answer to an APEX operation".to_owned()));
+        }
+    };
+    match Response::parse(payload).map_err(|e| refusal(&e))? {
+        Response::Ok => Ok(()),
+        Response::Error(error) => Err((error.code.0, error.text)),
+    }
+}
+
+/// Serves the peer's MSGs on an outbound mesh channel: `terminate` is
+/// acknowledged (the session pool notices when the channel goes), anything
+/// else refused — we deliver to that relay, it does not deliver to us here.
+pub(crate) async fn drain_outbound_channel(mut channel: Channel) {
+    while let Some(message) = channel.next_message().await {
+        let reply = match Operation::parse(&message.payload) {
+            Ok(parsed) if matches!(parsed.operation, Operation::Terminate(_)) => {
+                channel.reply(message.msgno, ok_payload()).await
+            }
+            _ => {
+                channel
+                    .reply_error(
+                        message.msgno,
+                        error_payload(550, "this channel carries data to you only"),
+                    )
+                    .await
+            }
+        };
+        if reply.is_err() {
+            break;
+        }
+    }
+}
