@@ -114,7 +114,7 @@ fn check(response: Result<Response, imxp_beep::io::DriverError>) {
     }
 }
 
-/// A plain TCP echo server: every connection copies what it reads back.
+/// A plain TCP echo server: every connection writes back what it reads.
 async fn tcp_setup(count: usize) -> Vec<TcpStream> {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address: SocketAddr = listener.local_addr().expect("address");
@@ -125,8 +125,20 @@ async fn tcp_setup(count: usize) -> Vec<TcpStream> {
             };
             stream.set_nodelay(true).expect("nodelay");
             tokio::spawn(async move {
+                // The same read size as the driver's default read buffer
+                // (tokio::io::copy would use 8 KiB and understate TCP).
                 let (mut reader, mut writer) = stream.into_split();
-                let _ = tokio::io::copy(&mut reader, &mut writer).await;
+                let mut buffer = vec![0u8; 64 * 1024];
+                loop {
+                    match reader.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if writer.write_all(&buffer[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
             });
         }
     });
