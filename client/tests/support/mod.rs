@@ -3,9 +3,10 @@
 //! certificate for `localhost`), SASL PLAIN (after TLS), and the APEX
 //! profile. It serves `example.com`, and applies RFC 3340's checks the way
 //! the relay does: attach (555, 553, 537, 554), data (537 unless the
-//! originator is attached on the channel), terminate (550 for an unknown
-//! transID). It records what the client did, and can deliver a `data` or
-//! a `terminate` to an attached endpoint.
+//! originator is attached on the channel; 554 for a recipient at
+//! [`REFUSED_DOMAIN`]), terminate (550 for an unknown transID). It records
+//! what the client did, and can deliver a `data` or a `terminate` to an
+//! attached endpoint.
 
 #![allow(dead_code, unreachable_pub)] // each test binary uses a different part
 
@@ -21,6 +22,9 @@ use tokio::sync::{mpsc, watch};
 
 /// The domain the fake relay serves.
 pub const DOMAIN: &str = "example.com";
+
+/// A recipient domain whose data the fake relay refuses with 554.
+pub const REFUSED_DOMAIN: &str = "refused.example";
 
 /// Accounts: user → password.
 pub const USERS: [(&str, &str); 2] = [
@@ -434,7 +438,15 @@ async fn run_channel(mut channel: Channel, user: String, state: Arc<State>, sess
                         .borrow()
                         .get(&data.originator.identity)
                         .is_some_and(|a| a.session == session && a.channel_number == number);
-                    if here {
+                    let refused = data
+                        .recipient_identities()
+                        .any(|r| r.domain().canonical() == REFUSED_DOMAIN);
+                    if refused {
+                        Err(ErrorReply::new(
+                            ReplyCode::TRANSACTION_FAILED,
+                            "policy: no mail to refused.example",
+                        ))
+                    } else if here {
                         let content = parsed.content.expect("data has content");
                         let _ = state.seen.send(Seen::Data(Box::new(data), content));
                         Ok(())
