@@ -370,14 +370,23 @@ impl Attachment {
     pub async fn attach(&self, endpoint: Endpoint) -> Result<(), ClientError> {
         let trans_id = self.shared.new_trans_id();
         let attach = Attach::new(endpoint.clone(), trans_id);
-        let response = self
+        // Counted as attached from before the MSG leaves: the relay may
+        // deliver right after its <ok />, and the reader task may see that
+        // data before this task sees the reply.
+        self.shared.lock().endpoints.push((endpoint, trans_id));
+        let result = match self
             .sender
             .handle
             .request(Bytes::from(attach.to_payload()))
-            .await?;
-        payload::outcome(&response)?;
-        self.shared.lock().endpoints.push((endpoint, trans_id));
-        Ok(())
+            .await
+        {
+            Ok(response) => payload::outcome(&response),
+            Err(error) => Err(error.into()),
+        };
+        if result.is_err() {
+            self.shared.lock().endpoints.retain(|(_, t)| *t != trans_id);
+        }
+        result
     }
 
     /// See [`Sender::send`].

@@ -13,7 +13,7 @@ pub enum ClientError {
     #[error("invalid relay address {0:?}")]
     RelayAddress(String),
     /// The TCP connection could not be made.
-    #[error("cannot connect to {relay}: {source}")]
+    #[error("cannot connect to {relay}")]
     Connect {
         /// The relay as given.
         relay: String,
@@ -32,7 +32,7 @@ pub enum ClientError {
     #[error("TLS with the relay failed: {0}")]
     Tls(String),
     /// The relay refused the credentials (SASL, RFC 3080 §4.1).
-    #[error("authentication refused: {code} {text}")]
+    #[error("authentication refused: {code}{}", with_text(text))]
     Authentication {
         /// The reply code (e.g. 535 authentication failure, 538 encryption required).
         code: u16,
@@ -42,7 +42,7 @@ pub enum ClientError {
     /// The relay answered an APEX operation with `<error>` (RFC 3340
     /// §4.4): e.g. 537 not authorized, 553 not a domain the relay serves,
     /// 554 already attached, 451 not accepted (try again later).
-    #[error("refused by the relay: {code} {text}")]
+    #[error("refused by the relay: {code}{}", with_text(text))]
     Refused {
         /// The reply code.
         code: ReplyCode,
@@ -53,7 +53,7 @@ pub enum ClientError {
     #[error("protocol error: {0}")]
     Protocol(String),
     /// A payload could not be built (e.g. an invalid content type).
-    #[error("cannot build the payload: {0}")]
+    #[error(transparent)]
     Mime(#[from] MimeError),
     /// An APEX element could not be read or built.
     #[error(transparent)]
@@ -67,6 +67,15 @@ pub enum ClientError {
     /// The BEEP session failed or ended.
     #[error("session: {0}")]
     Session(DriverError),
+}
+
+/// ` text`, or nothing for an empty text.
+fn with_text(text: &str) -> String {
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!(" {text}")
+    }
 }
 
 impl ClientError {
@@ -104,7 +113,7 @@ pub enum TlsConfigError {
     #[error("{0} holds no PEM certificate")]
     NoCertificates(PathBuf),
     /// A certificate was not accepted as a trust anchor.
-    #[error("certificate {index} of {path} is not a usable trust anchor: {source}")]
+    #[error("certificate {index} of {path} is not a usable trust anchor")]
     BadCertificate {
         /// The file.
         path: PathBuf,
@@ -118,6 +127,38 @@ pub enum TlsConfigError {
     #[error("no usable certificate in the system trust store{0}")]
     NoNativeRoots(String),
     /// rustls refused the configuration.
-    #[error("TLS configuration: {0}")]
+    #[error("TLS configuration refused")]
     Rustls(#[from] rustls::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages() {
+        let refused = ClientError::Refused {
+            code: ReplyCode::NOT_AUTHORIZED,
+            text: "access denied".into(),
+        };
+        assert_eq!(
+            refused.to_string(),
+            "refused by the relay: 537 access denied"
+        );
+        let bare = ClientError::Authentication {
+            code: 535,
+            text: String::new(),
+        };
+        assert_eq!(bare.to_string(), "authentication refused: 535");
+        // The socket error is the source, not repeated in the message.
+        let connect = ClientError::Connect {
+            relay: "relay.example.com:913".into(),
+            source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        };
+        assert_eq!(
+            connect.to_string(),
+            "cannot connect to relay.example.com:913"
+        );
+        assert!(std::error::Error::source(&connect).is_some());
+    }
 }

@@ -162,11 +162,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Listen(_) => None,
     };
     let options = connect_options(&cli.connection)?;
+    // Only listen catches signals (send stays interruptible as usual).
+    let interrupt = match &cli.command {
+        Command::Listen(_) => Some(Interrupt::install()?),
+        Command::Send(_) => None,
+    };
     let client = within(timeout, "connecting to the relay", Client::connect(options))
         .await
         .with_context(|| format!("cannot log in to {}", cli.connection.relay))?;
     let outcome = match cli.command {
-        Command::Listen(listen) => listen_command(&client, listen, timeout).await,
+        Command::Listen(listen) => {
+            let interrupt = interrupt.context("signal handlers")?;
+            listen_command(&client, listen, interrupt, timeout).await
+        }
         Command::Send(send) => {
             let (content_type, body) = body.unwrap_or_default();
             send_command(&client, send, &content_type, &body, timeout).await
@@ -300,7 +308,7 @@ async fn send_command(
         }
         Err(error) => match error.downcast::<ClientError>() {
             Ok(ClientError::Refused { code, text }) => {
-                println!("refused {code} {text}");
+                println!("{}", format!("refused {code} {text}").trim_end());
                 ExitCode::from(EXIT_REFUSED)
             }
             Ok(other) => return Err(anyhow::Error::new(other).context("sending")),
@@ -319,13 +327,12 @@ async fn send_command(
 async fn listen_command(
     client: &Client,
     listen: ListenArgs,
+    mut interrupt: Interrupt,
     timeout: Duration,
 ) -> Result<ExitCode> {
     let mut attachment = attach_all(client, &listen.endpoints, timeout).await?;
     let mut received = 0u64;
     let mut stdout = std::io::stdout();
-    let interrupted = tokio::signal::ctrl_c();
-    tokio::pin!(interrupted);
     while listen.count.is_none_or(|count| received < count) {
         let mut datagram = tokio::select! {
             next = attachment.next() => match next {
@@ -337,7 +344,7 @@ async fn listen_command(
                     bail!("the relay ended the session or the attachments");
                 }
             },
-            _ = &mut interrupted => break,
+            () = interrupt.recv() => break,
         };
         // Printed (and flushed) before the relay is told we have it; if
         // printing fails the datagram is dropped unanswered and refused
@@ -361,6 +368,44 @@ async fn listen_command(
     )
     .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGINT and (on Unix) SIGTERM, caught from before connecting so that
+/// `listen` always ends cleanly: its attachments terminated, the session
+/// released.
+struct Interrupt {
+    #[cfg(unix)]
+    signals: [tokio::signal::unix::Signal; 2],
+}
+
+impl Interrupt {
+    fn install() -> Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                signals: [
+                    signal(SignalKind::interrupt()).context("catching SIGINT")?,
+                    signal(SignalKind::terminate()).context("catching SIGTERM")?,
+                ],
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            let [interrupt, terminate] = &mut self.signals;
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// The content as text if it is UTF-8, else base64 (and `true`).
