@@ -7,6 +7,10 @@
 //! endpoint not attached here, anything unreadable) and queues datagrams
 //! for [`Attachment::next`]. The queue is bounded; while it is full the
 //! task stops reading, so the BEEP window (RFC 3081) makes the relay wait.
+//!
+//! A relay's `terminate` names the transID of the attach it ends; with
+//! transID 0 (all attachments of the session, §4.4.3) each channel's task
+//! ends the attachments of its own channel.
 
 use crate::error::ClientError;
 use crate::payload::{self, Delivery, Inbound};
@@ -177,36 +181,41 @@ impl Received {
     /// Acknowledges the datagram: RPY `<ok />` (RFC 3340 §4.4.4.2). Calling
     /// it again is harmless; after [`Received::reject`] it fails.
     pub async fn ack(&mut self) -> Result<(), ClientError> {
-        match &self.answer {
-            Answer::Acked | Answer::Detached => return Ok(()),
-            Answer::Rejected => return Err(ClientError::AlreadyAnswered),
-            Answer::Owed { .. } => {}
+        if let Some((handle, msgno)) = self.settle(true)? {
+            handle
+                .reply(msgno, Bytes::from_static(imxp_apex::reply::OK_PAYLOAD))
+                .await?;
         }
-        let Answer::Owed { handle, msgno } = std::mem::replace(&mut self.answer, Answer::Acked)
-        else {
-            unreachable!("checked above")
-        };
-        handle
-            .reply(msgno, Bytes::from_static(imxp_apex::reply::OK_PAYLOAD))
-            .await?;
         Ok(())
     }
 
     /// Refuses the datagram: ERR `<error code=…>text</error>`. A 4xx code
-    /// asks the relay to try again later, a 5xx code is final.
+    /// asks the relay to try again later, a 5xx code is final. Calling it
+    /// again is harmless; after [`Received::ack`] it fails.
     pub async fn reject(&mut self, code: ReplyCode, text: &str) -> Result<(), ClientError> {
-        match &self.answer {
-            Answer::Rejected | Answer::Detached => return Ok(()),
-            Answer::Acked => return Err(ClientError::AlreadyAnswered),
-            Answer::Owed { .. } => {}
+        if let Some((handle, msgno)) = self.settle(false)? {
+            let payload = ErrorReply::new(code, text).to_payload();
+            handle.reply_error(msgno, payload.into()).await?;
         }
-        let Answer::Owed { handle, msgno } = std::mem::replace(&mut self.answer, Answer::Rejected)
-        else {
-            unreachable!("checked above")
-        };
-        let payload = ErrorReply::new(code, text).to_payload();
-        handle.reply_error(msgno, payload.into()).await?;
         Ok(())
+    }
+
+    /// Records the answer; returns where to send it if it is still owed.
+    fn settle(&mut self, ack: bool) -> Result<Option<(ChannelHandle, u32)>, ClientError> {
+        let settled = if ack { Answer::Acked } else { Answer::Rejected };
+        match std::mem::replace(&mut self.answer, settled) {
+            Answer::Owed { handle, msgno } => Ok(Some((handle, msgno))),
+            Answer::Acked if ack => Ok(None),
+            Answer::Rejected if !ack => Ok(None),
+            Answer::Detached => {
+                self.answer = Answer::Detached;
+                Ok(None)
+            }
+            previous => {
+                self.answer = previous;
+                Err(ClientError::AlreadyAnswered)
+            }
+        }
     }
 }
 
@@ -366,7 +375,9 @@ impl Attachment {
 
     /// Attaches as one more endpoint on this channel with a MSG `attach`
     /// (RFC 3340 §4.4.1: several attachments per channel are allowed);
-    /// [`ClientError::Refused`] with 555, 553, 537 or 554 if refused.
+    /// [`ClientError::Refused`] with 555, 553, 537 or 554 if refused. The
+    /// endpoint counts as attached (in [`Attachment::endpoints`], for
+    /// accepting data) from the moment the MSG is sent until a refusal.
     pub async fn attach(&self, endpoint: Endpoint) -> Result<(), ClientError> {
         let trans_id = self.shared.new_trans_id();
         let attach = Attach::new(endpoint.clone(), trans_id);

@@ -40,8 +40,11 @@ struct Cli {
 
 #[derive(Debug, Args)]
 struct ConnectionArgs {
-    /// The relay's edge address: HOST[:PORT] or [IPV6][:PORT] (port 913 by default).
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        help = "The relay's edge address: HOST[:PORT] or [IPV6][:PORT] (port 913 by default)"
+    )]
     relay: String,
     /// PEM file of CA certificates to trust for the relay's certificate
     /// (default: the system trust store).
