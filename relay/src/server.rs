@@ -151,22 +151,28 @@ pub async fn run(
         what: format!("creating {}", config.state_dir.display()),
         source,
     })?;
-    let spool = Spool::open(
-        config.state_dir.join("spool"),
-        SpoolConfig {
-            engine: match config.spool_engine {
-                SpoolEngine::Redb => EngineKind::Redb,
-                SpoolEngine::Sled => EngineKind::Sled,
-            },
-            retry: RetryPolicy {
-                min_backoff_ms: config.queue.min_backoff.as_millis() as u64,
-                max_backoff_ms: config.queue.max_backoff.as_millis() as u64,
-                jitter: 0.2,
-                max_lifetime_ms: config.queue.max_lifetime.as_millis() as u64,
-            },
-            ..SpoolConfig::default()
+    // Opening may block on the spool's committer (resuming claims left in
+    // flight by a crash): keep it off the runtime's threads.
+    let spool_dir = config.state_dir.join("spool");
+    let spool_config = SpoolConfig {
+        engine: match config.spool_engine {
+            SpoolEngine::Redb => EngineKind::Redb,
+            SpoolEngine::Sled => EngineKind::Sled,
         },
-    )?;
+        retry: RetryPolicy {
+            min_backoff_ms: config.queue.min_backoff.as_millis() as u64,
+            max_backoff_ms: config.queue.max_backoff.as_millis() as u64,
+            jitter: 0.2,
+            max_lifetime_ms: config.queue.max_lifetime.as_millis() as u64,
+        },
+        ..SpoolConfig::default()
+    };
+    let spool = tokio::task::spawn_blocking(move || Spool::open(spool_dir, spool_config))
+        .await
+        .map_err(|e| RelayError::Io {
+            what: "opening the spool".into(),
+            source: std::io::Error::other(e.to_string()),
+        })??;
     let report = spool.open_report();
     tracing::info!(
         spool = %spool.dir().display(),
