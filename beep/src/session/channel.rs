@@ -126,17 +126,57 @@ pub(crate) struct Outstanding {
 pub(crate) struct Partial {
     pub(crate) keyword: Keyword,
     pub(crate) msgno: u32,
-    pub(crate) data: BytesMut,
+    /// The frames' payloads so far (kept as received: a one-frame message
+    /// is handed over without a copy).
+    chunks: Vec<Bytes>,
+    /// Octets in `chunks`.
+    len: usize,
     /// Over the size limit and already answered: drop the rest.
     pub(crate) discard: bool,
 }
 
 impl Partial {
+    /// Octets received so far.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Adds a frame's payload.
+    pub(crate) fn push(&mut self, payload: Bytes) {
+        self.len += payload.len();
+        if !payload.is_empty() {
+            self.chunks.push(payload);
+        }
+    }
+
+    /// Drops what was received (the rest of the message is discarded).
+    pub(crate) fn clear(&mut self) {
+        self.chunks = Vec::new();
+        self.len = 0;
+    }
+
+    /// The whole message: the one frame's payload as is, or the frames
+    /// joined once.
+    pub(crate) fn into_payload(mut self) -> Bytes {
+        match self.chunks.len() {
+            0 => Bytes::new(),
+            1 => self.chunks.pop().expect("one chunk"),
+            _ => {
+                let mut joined = BytesMut::with_capacity(self.len);
+                for chunk in &self.chunks {
+                    joined.extend_from_slice(chunk);
+                }
+                joined.freeze()
+            }
+        }
+    }
+
     pub(crate) fn new(keyword: Keyword, msgno: u32) -> Self {
         Self {
             keyword,
             msgno,
-            data: BytesMut::new(),
+            chunks: Vec::new(),
+            len: 0,
             discard: false,
         }
     }
@@ -268,7 +308,7 @@ impl Channel {
 
     /// Octets of incoming messages received in part.
     pub(crate) fn assembling(&self) -> usize {
-        self.partial.as_ref().map_or(0, |p| p.data.len())
+        self.partial.as_ref().map_or(0, Partial::len)
             + self.answers.values().map(BytesMut::len).sum::<usize>()
     }
 

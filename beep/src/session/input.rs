@@ -8,7 +8,7 @@ use crate::frame::{self, DataFrame, DataHeader, Frame, Keyword, SeqHeader};
 use crate::mgmt::ErrorReply;
 use crate::reply_code::ReplyCode;
 use crate::window::WindowViolation;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::time::Instant;
 
 impl Session {
@@ -111,10 +111,10 @@ impl Session {
             }
             return Ok(());
         }
-        if partial.data.len() + payload.len() > limit {
+        if partial.len() + payload.len() > limit {
             // Pre-emptive negative reply (RFC 3080 §2.6.3); drop the rest.
             partial.discard = true;
-            partial.data = BytesMut::new();
+            partial.clear();
             let msgno = header.msgno;
             if !header.more {
                 channel.partial = None;
@@ -128,12 +128,12 @@ impl Session {
                 .queue_reply(number, msgno, Keyword::Err, Bytes::from(error.to_payload()))
                 .map_err(|_| SessionError::Ended);
         }
-        partial.data.extend_from_slice(&payload);
+        partial.push(payload);
         if header.more {
             return Ok(());
         }
         let partial = channel.partial.take().expect("partial present");
-        let payload = partial.data.freeze();
+        let payload = partial.into_payload();
         channel.owed.push_back(Owed::new(header.msgno));
         if channel.service.is_app() {
             channel.recv.hold(payload.len());
@@ -160,19 +160,19 @@ impl Session {
         let partial = channel
             .partial
             .get_or_insert_with(|| Partial::new(header.keyword, header.msgno));
-        if partial.data.len() + payload.len() > limit {
+        if partial.len() + payload.len() > limit {
             return Err(SessionError::MessageTooLarge {
                 channel: number,
                 limit,
             });
         }
-        partial.data.extend_from_slice(&payload);
+        partial.push(payload);
         if header.more {
             return Ok(());
         }
         let partial = channel.partial.take().expect("partial present");
         complete_outstanding(channel, header.msgno);
-        let payload = partial.data.freeze();
+        let payload = partial.into_payload();
         let error = header.keyword == Keyword::Err;
         if number == 0 && header.msgno == 0 {
             return self.receive_greeting(error, &payload);
