@@ -95,7 +95,7 @@ pub struct RelaySpec {
 
 impl RelaySpec {
     /// A relay for `domain` with users `user@domain` for each name given,
-    /// password "secret-<name>".
+    /// password `secret-NAME`.
     pub fn new(domain: &str, users: &[&str]) -> Self {
         Self {
             domain: domain.to_owned(),
