@@ -14,7 +14,7 @@
 //! * [`Session::poll_event`] — what happened ([`Event`]);
 //! * [`Session::poll_timeout`] — when to call `handle_timeout` next.
 //!
-//! Any [`SessionError`] means the session must be terminated without a
+//! Any [`SessionError`](crate::SessionError) means the session must be terminated without a
 //! response (RFC 3080 §2.2.1.1: abort the transport).
 //!
 //! ```text
