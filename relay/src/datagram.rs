@@ -160,6 +160,18 @@ pub(crate) fn error_payload(code: u16, text: &str) -> Bytes {
     Bytes::from(ErrorReply::new(ReplyCode(code), text).to_payload())
 }
 
+/// Answers MSG `msgno`: RPY `<ok />`, or ERR with the refusal.
+pub(crate) async fn answer(
+    handle: &imxp_beep::io::ChannelHandle,
+    msgno: u32,
+    outcome: Result<(), Refusal>,
+) -> Result<(), imxp_beep::io::DriverError> {
+    match outcome {
+        Ok(()) => handle.reply(msgno, ok_payload()).await,
+        Err((code, text)) => handle.reply_error(msgno, error_payload(code, &text)).await,
+    }
+}
+
 /// `<ok />` as init reply.
 pub(crate) fn ok_init() -> String {
     Response::Ok.to_xml()

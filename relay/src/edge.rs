@@ -172,33 +172,12 @@ async fn run_channel(
                 if !attached.contains(&incoming.originator) {
                     Err((537, format!("not attached as {}", incoming.originator)))
                 } else {
-                    // The durable write runs concurrently with later MSGs;
-                    // the session sends the replies in MSG order.
-                    let relay = relay.clone();
-                    let handle = handle.clone();
-                    writes.spawn(async move {
-                        let reply = match intake::accept(&relay, incoming).await {
-                            Ok(()) => handle.reply(msgno, datagram::ok_payload()).await,
-                            Err(error) => {
-                                handle
-                                    .reply_error(msgno, datagram::error_payload(451, &error.0))
-                                    .await
-                            }
-                        };
-                        let _ = reply;
-                    });
+                    intake::spawn(&writes, &relay, &handle, msgno, incoming);
                     continue;
                 }
             }
         };
-        let sent = match reply {
-            Ok(()) => handle.reply(msgno, datagram::ok_payload()).await,
-            Err((code, text)) => {
-                handle
-                    .reply_error(msgno, datagram::error_payload(code, &text))
-                    .await
-            }
-        };
+        let sent = datagram::answer(&handle, msgno, reply).await;
         if sent.is_err() {
             break;
         }

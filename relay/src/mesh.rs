@@ -148,30 +148,12 @@ async fn run_channel(
                 {
                     Err((537, format!("this relay does not relay to {foreign}")))
                 } else {
-                    let relay = relay.clone();
-                    let handle = handle.clone();
-                    writes.spawn(async move {
-                        let _ = match intake::accept(&relay, incoming).await {
-                            Ok(()) => handle.reply(msgno, datagram::ok_payload()).await,
-                            Err(error) => {
-                                handle
-                                    .reply_error(msgno, datagram::error_payload(451, &error.0))
-                                    .await
-                            }
-                        };
-                    });
+                    intake::spawn(&writes, &relay, &handle, msgno, incoming);
                     continue;
                 }
             }
         };
-        let sent = match reply {
-            Ok(()) => handle.reply(msgno, datagram::ok_payload()).await,
-            Err((code, text)) => {
-                handle
-                    .reply_error(msgno, datagram::error_payload(code, &text))
-                    .await
-            }
-        };
+        let sent = datagram::answer(&handle, msgno, reply).await;
         if sent.is_err() {
             break;
         }
