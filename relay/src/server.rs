@@ -219,6 +219,7 @@ pub async fn run(
     let tasks = TaskTracker::new();
     let sessions = Arc::new(Semaphore::new(relay.config.max_sessions.max(1)));
     tasks.spawn(scheduler.run(stop.clone()));
+    tasks.spawn(prune_dedup(spool.clone(), stop.clone()));
     let admin_path = relay.config.state_dir.join(imxp_spool::admin::SOCKET_NAME);
     let admin = imxp_spool::admin::bind(&admin_path).map_err(|source| RelayError::Io {
         what: format!("admin socket {}", admin_path.display()),
@@ -258,6 +259,21 @@ pub async fn run(
         tracing::warn!("some sessions did not end within 30 s");
     }
     Ok(())
+}
+
+/// Forgets dedup entries older than the spool's window, every ten minutes.
+async fn prune_dedup(spool: Spool, stop: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tokio::select! {
+            _ = every.tick() => match spool.prune_dedup().await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::debug!(pruned, "dedup entries pruned"),
+                Err(error) => tracing::warn!(%error, "pruning the dedup index failed"),
+            },
+            () = stop.cancelled() => return,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
