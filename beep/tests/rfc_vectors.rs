@@ -230,6 +230,7 @@ impl SaslServer for RfcOtp {
             Some(b"\0blockmaster") => ServerStep::Challenge(OTP_CHALLENGE.to_vec()),
             Some(OTP_RESPONSE) => ServerStep::Success {
                 identity: "blockmaster".into(),
+                data: Vec::new(),
             },
             Some(_) => ServerStep::Failure(ErrorReply::new(ReplyCode::AUTH_FAILURE, "")),
         }

@@ -312,6 +312,27 @@ pub fn certificate_names_domain(cert: &CertificateDer<'_>, domain: &str) -> bool
     cert.verify_is_valid_for_subject_name(&name).is_ok()
 }
 
+/// The endpoint address a verified client certificate vouches for (SASL
+/// EXTERNAL on edge sessions): the first subjectAltName rfc822Name that is
+/// a valid user name, in canonical form (see
+/// [`canonical_user_name`](crate::auth::canonical_user_name)). The subject
+/// (common name, emailAddress) is not consulted; a certificate without such
+/// a name gives no identity.
+pub fn certificate_identity(cert: &CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let names = parsed.subject_alternative_name().ok()??;
+    names
+        .value
+        .general_names
+        .iter()
+        .find_map(|name| match name {
+            x509_parser::extensions::GeneralName::RFC822Name(address) => {
+                crate::auth::canonical_user_name(address).ok()
+            }
+            _ => None,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,6 +49,10 @@ struct Driver {
     auth_waiter: Option<Done<String>>,
     tls_handshake_due: bool,
     out: BytesMut,
+    peer_identity: Option<super::PeerIdentity>,
+    auth_failure_delay: Option<super::AuthFailureDelay>,
+    /// No output is written before this instant (failed-auth slowdown).
+    hold_until: Option<Instant>,
 }
 
 pub(crate) async fn run<S>(
@@ -80,6 +84,9 @@ where
         auth_waiter: None,
         tls_handshake_due: false,
         out: BytesMut::with_capacity(OUTPUT_HIGH_WATER),
+        peer_identity: config.peer_identity,
+        auth_failure_delay: config.auth_failure_delay,
+        hold_until: None,
     };
     let result = driver
         .run(
@@ -127,8 +134,12 @@ impl Driver {
                 return Ok(());
             }
             let deadline = self.session.poll_timeout();
+            if self.hold_until.is_some_and(|until| until <= Instant::now()) {
+                self.hold_until = None;
+            }
+            let held = self.hold_until;
             tokio::select! {
-                written = writer.write(&self.out), if !self.out.is_empty() => {
+                written = writer.write(&self.out), if !self.out.is_empty() && held.is_none() => {
                     let n = written?;
                     if n == 0 {
                         return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
@@ -153,6 +164,7 @@ impl Driver {
                 () = sleep_until(deadline), if deadline.is_some() => {
                     self.session.handle_timeout(Instant::now())?;
                 }
+                () = sleep_until(held), if held.is_some() => self.hold_until = None,
             }
         }
     }
@@ -211,7 +223,11 @@ impl Driver {
         match result {
             Ok(transport) => {
                 let peer_certificates = transport.peer_certificates();
-                self.session.tls_complete(Instant::now(), None);
+                let identity = match &self.peer_identity {
+                    Some(derive) if !peer_certificates.is_empty() => derive(&peer_certificates),
+                    _ => None,
+                };
+                self.session.tls_complete(Instant::now(), identity);
                 self.state.send_modify(|s| {
                     s.tls_active = true;
                     s.peer_certificates = peer_certificates;
@@ -507,6 +523,10 @@ impl Driver {
             Event::AuthenticationFailed { error, peer, .. } => {
                 if !peer && let Some(done) = self.auth_waiter.take() {
                     let _ = done.send(Err(DriverError::Refused(error)));
+                }
+                if peer && let Some(delay) = &self.auth_failure_delay {
+                    let until = Instant::now() + delay();
+                    self.hold_until = Some(self.hold_until.map_or(until, |held| held.max(until)));
                 }
             }
         }

@@ -82,8 +82,18 @@ impl std::fmt::Debug for TlsSetup {
     }
 }
 
+/// Maps the peer's verified certificate chain (end entity first) to the
+/// identity SASL EXTERNAL (RFC 4422 Appendix A) authenticates as; see
+/// [`DriverConfig::peer_identity`].
+pub type PeerIdentity =
+    Arc<dyn Fn(&[rustls::pki_types::CertificateDer<'static>]) -> Option<String> + Send + Sync>;
+
+/// How long to hold back output after the peer failed a SASL exchange; see
+/// [`DriverConfig::auth_failure_delay`].
+pub type AuthFailureDelay = Arc<dyn Fn() -> std::time::Duration + Send + Sync>;
+
 /// Driver settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DriverConfig {
     /// The session settings.
     pub session: Config,
@@ -93,6 +103,29 @@ pub struct DriverConfig {
     pub channel_send_buffer: usize,
     /// Size of the read buffer.
     pub read_buffer: usize,
+    /// After a TLS handshake, derives the identity of the peer's verified
+    /// certificate, which the session hands to SASL mechanisms as
+    /// [`AuthContext::tls_peer_identity`](crate::tuning::sasl::AuthContext)
+    /// (EXTERNAL). `None`: no identity.
+    pub peer_identity: Option<PeerIdentity>,
+    /// Called when the peer's SASL exchange fails (as server); the driver
+    /// then writes nothing on this session for the returned time, so the
+    /// failure reply reaches the peer late. Only this session waits: the
+    /// delay is a timer in its own task. `None`: no delay.
+    pub auth_failure_delay: Option<AuthFailureDelay>,
+}
+
+impl std::fmt::Debug for DriverConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DriverConfig")
+            .field("session", &self.session)
+            .field("tls", &self.tls)
+            .field("channel_send_buffer", &self.channel_send_buffer)
+            .field("read_buffer", &self.read_buffer)
+            .field("peer_identity", &self.peer_identity.is_some())
+            .field("auth_failure_delay", &self.auth_failure_delay.is_some())
+            .finish()
+    }
 }
 
 impl DriverConfig {
@@ -103,6 +136,8 @@ impl DriverConfig {
             tls: TlsSetup::None,
             channel_send_buffer: 1024 * 1024,
             read_buffer: 64 * 1024,
+            peer_identity: None,
+            auth_failure_delay: None,
         }
     }
 }

@@ -399,7 +399,7 @@ impl Session {
                 ),
                 Some(server),
             ),
-            SaslOutcome::Success => (Some(complete_blob()), None),
+            SaslOutcome::Success(data) => (Some(complete_blob(data)), None),
             SaslOutcome::Failure(error) => (Some(error.to_xml()), None),
         };
         self.open_channel(
@@ -459,13 +459,13 @@ impl Session {
                     None,
                 );
             }
-            SaslOutcome::Success => {
+            SaslOutcome::Success(data) => {
                 self.end_sasl_server(number);
                 self.reply_on(
                     number,
                     msgno,
                     Keyword::Rpy,
-                    mime::beep_xml_payload(&complete_blob()),
+                    mime::beep_xml_payload(&complete_blob(data)),
                     None,
                 );
             }
@@ -493,14 +493,14 @@ impl Session {
                     "the session is already authenticated",
                 ))
             }
-            ServerStep::Success { identity } => {
+            ServerStep::Success { identity, data } => {
                 self.authenticated = Some(identity.clone());
                 self.events.push_back(Event::Authenticated {
                     mechanism: mechanism.to_owned(),
                     identity,
                     peer: true,
                 });
-                SaslOutcome::Success
+                SaslOutcome::Success(data)
             }
             ServerStep::Failure(error) => {
                 self.events.push_back(Event::AuthenticationFailed {
@@ -693,13 +693,25 @@ impl Session {
                 let mechanism = client.mechanism().to_owned();
                 match Blob::parse(&body) {
                     Ok(blob) if !error && blob.status == BlobStatus::Complete => {
-                        let identity = client.identity();
-                        self.authenticated = Some(identity.clone());
-                        self.events.push_back(Event::Authenticated {
-                            mechanism,
-                            identity,
-                            peer: false,
-                        });
+                        match client.complete(&blob.data) {
+                            Ok(()) => {
+                                let identity = client.identity();
+                                self.authenticated = Some(identity.clone());
+                                self.events.push_back(Event::Authenticated {
+                                    mechanism,
+                                    identity,
+                                    peer: false,
+                                });
+                            }
+                            // The server claims success but could not prove
+                            // it (e.g. a wrong SCRAM server signature): the
+                            // session stays unauthenticated on this side.
+                            Err(reason) => self.events.push_back(Event::AuthenticationFailed {
+                                mechanism,
+                                error: ErrorReply::new(ReplyCode::AUTH_FAILURE, reason),
+                                peer: false,
+                            }),
+                        }
                     }
                     Ok(blob) if !error => match client.step(&blob.data) {
                         Ok(response) => {
@@ -884,13 +896,14 @@ impl Session {
 
 enum SaslOutcome {
     Continue(Vec<u8>),
-    Success,
+    /// With the additional data for the complete blob.
+    Success(Vec<u8>),
     Failure(ErrorReply),
 }
 
-fn complete_blob() -> String {
+fn complete_blob(data: Vec<u8>) -> String {
     Blob {
-        data: Vec::new(),
+        data,
         status: BlobStatus::Complete,
     }
     .to_xml()

@@ -117,6 +117,10 @@ pub enum ServerStep {
     Success {
         /// The authenticated (and authorized) identity.
         identity: String,
+        /// Additional data with success (RFC 4422 §3.6), sent in the
+        /// `<blob status='complete'>` (e.g. SCRAM's server-final-message
+        /// `v=…`, RFC 5802 §3); empty for none.
+        data: Vec<u8>,
     },
     /// Authentication failed (535, 534, 538, …).
     Failure(ErrorReply),
@@ -152,6 +156,14 @@ pub trait SaslClient: Send {
     fn initial_response(&mut self) -> Option<Vec<u8>>;
     /// Answers a server challenge.
     fn step(&mut self, challenge: &[u8]) -> Result<Vec<u8>, String>;
+    /// Checks the additional data the server sent with success (RFC 4422
+    /// §3.6; e.g. SCRAM's server signature, RFC 5802 §3). An error makes
+    /// the exchange fail on this side although the server reported success.
+    /// The default accepts anything.
+    fn complete(&mut self, additional: &[u8]) -> Result<(), String> {
+        let _ = additional;
+        Ok(())
+    }
 }
 
 // ===== ANONYMOUS (RFC 4505) =====
@@ -189,6 +201,7 @@ impl SaslServer for AnonymousServer {
             Some(trace) if trace.len() <= 255 * 4 && std::str::from_utf8(trace).is_ok() => {
                 ServerStep::Success {
                     identity: "anonymous".into(),
+                    data: Vec::new(),
                 }
             }
             Some(_) => ServerStep::Failure(ErrorReply::new(
@@ -287,7 +300,10 @@ impl SaslServer for PlainServer {
             ));
         };
         match (self.verify)(authzid, authcid, password) {
-            Some(identity) => ServerStep::Success { identity },
+            Some(identity) => ServerStep::Success {
+                identity,
+                data: Vec::new(),
+            },
             None => ServerStep::Failure(ErrorReply::new(ReplyCode::AUTH_FAILURE, "")),
         }
     }
@@ -333,7 +349,8 @@ mod tests {
         assert_eq!(
             server.step(client.initial_response().as_deref()),
             ServerStep::Success {
-                identity: "fred@example.com".into()
+                identity: "fred@example.com".into(),
+                data: Vec::new(),
             }
         );
         let mut server = PlainServer::new(verify);

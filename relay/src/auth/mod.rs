@@ -34,11 +34,14 @@
 //! password from a file or standard input. [`create_dev_user`] provisions a
 //! user with a random password for development setups.
 
+pub mod penalty;
 mod sasl;
 pub mod scram;
+mod scram_server;
 mod users;
 
-pub use sasl::{EdgeSasl, MECHANISMS};
+pub use penalty::{FailurePolicy, Penalties};
+pub use sasl::{ANONYMOUS_IDENTITY, EdgeSasl, MECHANISMS};
 pub use scram::ScramVerifier;
 pub use users::{Users, canonical_user_name};
 

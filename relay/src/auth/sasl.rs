@@ -1,27 +1,48 @@
 //! SASL for edge sessions (endpoint → relay): [`EdgeSasl`].
 
 use super::AuthError;
+use super::scram_server::{ScramServer, VerifierLookup};
 use super::users::{Users, canonical_user_name, check_password};
 use imxp_beep::ErrorReply;
 use imxp_beep::ReplyCode;
 use imxp_beep::tuning::sasl::{
-    AuthContext, PlainServer, PlainVerifier, SaslServer, SaslServerFactory,
+    AnonymousServer, AuthContext, PlainServer, PlainVerifier, SaslServer, SaslServerFactory,
+    ServerStep,
 };
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-/// The mechanism names [`EdgeSasl`] offers.
-pub const MECHANISMS: &[&str] = &["PLAIN"];
+/// Every mechanism name [`EdgeSasl`] may offer, in order of preference.
+pub const MECHANISMS: &[&str] = &["SCRAM-SHA-256", "PLAIN", "EXTERNAL", "ANONYMOUS"];
+
+/// The identity an ANONYMOUS session has (not a user name: those contain
+/// `@`), see [`EdgeSasl::allow_anonymous`].
+pub const ANONYMOUS_IDENTITY: &str = "anonymous";
 
 /// Server-side SASL for endpoints, over the users file.
 ///
-/// Offers `PLAIN` (RFC 4616). PLAIN is refused with 538 ("authentication
-/// mechanism requires encryption") unless TLS is active on the session, or
-/// [`EdgeSasl::allow_plain_without_tls`] was set for an explicitly
-/// plaintext (development, loopback) configuration. A PLAIN authzid must be
-/// empty or name the authcid's user (domain case aside); anything else, like
-/// a wrong password or an unknown user, fails with 535. The identity on
-/// success is the canonical user name (see [`canonical_user_name`]).
+/// * `SCRAM-SHA-256` (RFC 5802, RFC 7677), over the stored verifiers; no
+///   channel binding (see the `scram_server` module for the details).
+/// * `PLAIN` (RFC 4616) is refused with 538 ("authentication mechanism
+///   requires encryption") unless TLS is active on the session, or
+///   [`EdgeSasl::allow_plain_without_tls`] was set for an explicitly
+///   plaintext (development, loopback) configuration. A PLAIN authzid must
+///   be empty or name the authcid's user (domain case aside); anything
+///   else, like a wrong password or an unknown user, fails with 535.
+/// * `EXTERNAL` (RFC 4422 Appendix A), offered only when the session's TLS
+///   client certificate was verified and carries an endpoint address
+///   (subjectAltName rfc822Name, see [`crate::tls::certificate_identity`]);
+///   the authzid must be empty or that address. Without such a
+///   certificate it is refused with 535.
+/// * `ANONYMOUS` (RFC 4505) only when [`EdgeSasl::allow_anonymous`] is set
+///   (`[auth] anonymous = "read-only"`); the session's identity is then
+///   [`ANONYMOUS_IDENTITY`], which can attach as nobody and therefore send
+///   nothing. Otherwise it is not offered, and refused with 504 like any
+///   unknown mechanism.
+///
+/// The identity on success is the canonical user name (see
+/// [`canonical_user_name`]). One successful authentication per session is
+/// enforced by the BEEP session itself.
 ///
 /// Clones share one user set; [`EdgeSasl::reload`] (e.g. on SIGHUP)
 /// replaces it for every clone and for exchanges started afterwards.
@@ -29,6 +50,7 @@ pub const MECHANISMS: &[&str] = &["PLAIN"];
 pub struct EdgeSasl {
     users: Arc<RwLock<Users>>,
     allow_plaintext: bool,
+    allow_anonymous: bool,
 }
 
 impl std::fmt::Debug for EdgeSasl {
@@ -38,6 +60,7 @@ impl std::fmt::Debug for EdgeSasl {
             .field("users_file", &users.path())
             .field("users", &users.len())
             .field("allow_plaintext", &self.allow_plaintext)
+            .field("allow_anonymous", &self.allow_anonymous)
             .finish()
     }
 }
@@ -48,6 +71,7 @@ impl EdgeSasl {
         Self {
             users: Arc::new(RwLock::new(users)),
             allow_plaintext: false,
+            allow_anonymous: false,
         }
     }
 
@@ -66,6 +90,13 @@ impl EdgeSasl {
     /// that explicitly allows plaintext).
     pub fn allow_plain_without_tls(mut self, allow: bool) -> Self {
         self.allow_plaintext = allow;
+        self
+    }
+
+    /// Offers ANONYMOUS, for a relay configured for read-only anonymous
+    /// sessions (`[auth] anonymous = "read-only"`).
+    pub fn allow_anonymous(mut self, allow: bool) -> Self {
+        self.allow_anonymous = allow;
         self
     }
 
@@ -104,10 +135,18 @@ impl EdgeSasl {
 }
 
 impl SaslServerFactory for EdgeSasl {
-    fn mechanisms(&self, _context: &AuthContext) -> Vec<String> {
+    fn mechanisms(&self, context: &AuthContext) -> Vec<String> {
         // PLAIN is listed without TLS too, so that a client choosing it
         // learns why it is refused (538) rather than that it is unknown.
-        MECHANISMS.iter().map(|m| (*m).to_owned()).collect()
+        MECHANISMS
+            .iter()
+            .filter(|m| match **m {
+                "EXTERNAL" => context.tls_peer_identity.is_some(),
+                "ANONYMOUS" => self.allow_anonymous,
+                _ => true,
+            })
+            .map(|m| (*m).to_owned())
+            .collect()
     }
 
     fn start(
@@ -128,10 +167,61 @@ impl SaslServerFactory for EdgeSasl {
                     });
                 Ok(Box::new(PlainServer::new(verify)))
             }
+            "SCRAM-SHA-256" => {
+                let users = Arc::clone(&self.users);
+                let lookup: Arc<VerifierLookup> = Arc::new(move |name: &str| {
+                    users
+                        .read()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .verifier(name)
+                        .cloned()
+                });
+                Ok(Box::new(ScramServer::new(lookup)))
+            }
+            "EXTERNAL" => match &context.tls_peer_identity {
+                Some(identity) => Ok(Box::new(ExternalServer {
+                    identity: identity.clone(),
+                })),
+                None => Err(ErrorReply::new(
+                    ReplyCode::AUTH_FAILURE,
+                    "EXTERNAL requires a verified TLS client certificate naming an address",
+                )),
+            },
+            "ANONYMOUS" if self.allow_anonymous => Ok(Box::new(AnonymousServer)),
             _ => Err(ErrorReply::new(
                 ReplyCode::PARAMETER_NOT_IMPLEMENTED,
                 format!("SASL mechanism {mechanism} is not offered"),
             )),
+        }
+    }
+}
+
+/// EXTERNAL (RFC 4422 Appendix A): the identity the TLS layer verified.
+struct ExternalServer {
+    identity: String,
+}
+
+impl SaslServer for ExternalServer {
+    fn step(&mut self, response: Option<&[u8]>) -> ServerStep {
+        // No initial response: an empty challenge asks for the authzid.
+        let Some(authzid) = response else {
+            return ServerStep::Challenge(Vec::new());
+        };
+        let authorized = authzid.is_empty()
+            || std::str::from_utf8(authzid)
+                .ok()
+                .and_then(|a| canonical_user_name(a).ok())
+                .is_some_and(|a| a == self.identity);
+        if authorized {
+            ServerStep::Success {
+                identity: self.identity.clone(),
+                data: Vec::new(),
+            }
+        } else {
+            ServerStep::Failure(ErrorReply::new(
+                ReplyCode::AUTH_FAILURE,
+                "the authorization identity is not the certificate's",
+            ))
         }
     }
 }
@@ -172,7 +262,7 @@ mod tests {
     fn plain_requires_tls() {
         let sasl = sasl();
         let plain = AuthContext::default();
-        assert_eq!(sasl.mechanisms(&plain), vec!["PLAIN".to_owned()]);
+        assert_eq!(sasl.mechanisms(&plain), vec!["SCRAM-SHA-256", "PLAIN"]);
         let Err(error) = sasl.start("PLAIN", &plain) else {
             panic!("PLAIN started without TLS");
         };
@@ -183,7 +273,8 @@ mod tests {
         assert_eq!(
             run(&relaxed, &plain, b"\0fred@example.com\0secret"),
             ServerStep::Success {
-                identity: "fred@example.com".into()
+                identity: "fred@example.com".into(),
+                data: Vec::new(),
             }
         );
         assert!(sasl.start("CRAM-MD5", &tls()).is_err());
@@ -195,6 +286,7 @@ mod tests {
         let tls = tls();
         let success = ServerStep::Success {
             identity: "fred@example.com".into(),
+            data: Vec::new(),
         };
         assert_eq!(run(&sasl, &tls, b"\0fred@example.com\0secret"), success);
         assert_eq!(run(&sasl, &tls, b"\0fred@EXAMPLE.com\0secret"), success);
@@ -221,6 +313,92 @@ mod tests {
         // No initial response: empty challenge.
         let mut server = sasl.start("PLAIN", &tls).unwrap();
         assert_eq!(server.step(None), ServerStep::Challenge(Vec::new()));
+    }
+
+    #[test]
+    fn external_anonymous_and_scram_offers() {
+        let sasl = sasl();
+        let with_cert = AuthContext {
+            tls_active: true,
+            tls_peer_identity: Some("fred@example.com".into()),
+        };
+        assert_eq!(
+            sasl.mechanisms(&with_cert),
+            vec!["SCRAM-SHA-256", "PLAIN", "EXTERNAL"]
+        );
+        let success = ServerStep::Success {
+            identity: "fred@example.com".into(),
+            data: Vec::new(),
+        };
+        for authzid in [&b""[..], b"fred@EXAMPLE.com"] {
+            let mut server = sasl.start("EXTERNAL", &with_cert).unwrap();
+            assert_eq!(server.step(Some(authzid)), success);
+        }
+        let mut server = sasl.start("EXTERNAL", &with_cert).unwrap();
+        assert_eq!(server.step(None), ServerStep::Challenge(Vec::new()));
+        assert_eq!(code(&server.step(Some(b"barney@example.com"))), Some(535));
+        // No certificate identity: refused with 535.
+        let Err(error) = sasl.start("EXTERNAL", &tls()) else {
+            panic!("EXTERNAL without a certificate");
+        };
+        assert_eq!(error.code.0, 535);
+        // ANONYMOUS: not offered (504) unless configured read-only.
+        assert_eq!(sasl.start("ANONYMOUS", &tls()).err().unwrap().code.0, 504);
+        let open = sasl.clone().allow_anonymous(true);
+        assert!(open.mechanisms(&tls()).contains(&"ANONYMOUS".to_owned()));
+        let mut server = open.start("ANONYMOUS", &tls()).unwrap();
+        assert_eq!(
+            server.step(Some(b"trace")),
+            ServerStep::Success {
+                identity: ANONYMOUS_IDENTITY.into(),
+                data: Vec::new(),
+            }
+        );
+        // SCRAM over the users file: a full exchange with a real proof.
+        let mut server = sasl
+            .start("SCRAM-SHA-256", &AuthContext::default())
+            .unwrap();
+        let ServerStep::Challenge(first) = server.step(Some(b"n,,n=fred@example.com,r=cnonce"))
+        else {
+            panic!("no server-first");
+        };
+        let first = String::from_utf8(first).unwrap();
+        let verifier = sasl.read().verifier("fred@example.com").cloned().unwrap();
+        assert!(first.contains(&format!(",i={}", verifier.iterations())));
+        let nonce = first.split(',').next().unwrap().strip_prefix("r=").unwrap();
+        let without_proof = format!("c=biws,r={nonce}");
+        let auth_message = format!("n=fred@example.com,r=cnonce,{first},{without_proof}");
+        let proof = client_proof("secret", &verifier, auth_message.as_bytes());
+        let message = format!("{without_proof},p={proof}");
+        let ServerStep::Success { identity, data } = server.step(Some(message.as_bytes())) else {
+            panic!("SCRAM failed");
+        };
+        assert_eq!(identity, "fred@example.com");
+        assert!(data.starts_with(b"v="));
+    }
+
+    /// ClientProof for `password` (the client's computation, RFC 5802 §3).
+    fn client_proof(password: &str, verifier: &super::super::ScramVerifier, auth: &[u8]) -> String {
+        use base64::Engine as _;
+        use hmac::{Hmac, KeyInit as _, Mac as _};
+        use sha2::{Digest as _, Sha256};
+        let salted =
+            super::super::scram::salted_password(password, verifier.salt(), verifier.iterations())
+                .unwrap();
+        let hmac = |key: &[u8], data: &[u8]| {
+            let mut mac = <Hmac<Sha256>>::new_from_slice(key).unwrap();
+            mac.update(data);
+            mac.finalize().into_bytes().to_vec()
+        };
+        let client_key = hmac(&salted, b"Client Key");
+        let stored_key = Sha256::digest(&client_key);
+        let signature = hmac(&stored_key, auth);
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(k, s)| k ^ s)
+            .collect();
+        base64::engine::general_purpose::STANDARD.encode(proof)
     }
 
     #[test]
