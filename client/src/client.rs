@@ -1,5 +1,6 @@
 //! The BEEP session with the relay's edge port (RFC 3340 §2.1, §3.1): TCP,
-//! TLS tuning, SASL PLAIN, then APEX channels.
+//! TLS tuning, SASL (SCRAM-SHA-256 by default, PLAIN or EXTERNAL), then
+//! APEX channels.
 
 use crate::attachment::{AttachOptions, Attachment};
 use crate::error::ClientError;
@@ -7,7 +8,7 @@ use crate::payload;
 use imxp_apex::{Attach, Endpoint, PROFILE_URI};
 use imxp_beep::io::{Connection, DriverConfig, DriverError, TlsSetup};
 use imxp_beep::mgmt::Greeting;
-use imxp_beep::tuning::sasl::{PlainClient, profile_uri};
+use imxp_beep::tuning::sasl::{PlainClient, SaslClient, profile_uri};
 use imxp_beep::tuning::tls::TLS_URI;
 use imxp_beep::{Config, Profile, Role};
 use std::sync::Arc;
@@ -28,9 +29,73 @@ pub struct ConnectOptions {
     /// password: development and loopback tests only.
     pub tls: Option<(Arc<rustls::ClientConfig>, String)>,
     /// The SASL user: the full endpoint address, e.g. `fred@example.com`.
+    /// With [`Mechanism::External`] it is the authorization identity and
+    /// may be empty (the certificate's address is used).
     pub user: String,
-    /// The password (sent with SASL PLAIN, RFC 4616).
+    /// The password (unused with [`Mechanism::External`]).
     pub password: String,
+    /// The SASL mechanism.
+    pub mechanism: Mechanism,
+}
+
+/// How the client logs in (RFC 3080 §4, RFC 4422).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mechanism {
+    /// SCRAM-SHA-256 (RFC 7677): the password never crosses the wire and
+    /// the relay proves it holds the verifier. The default.
+    #[default]
+    ScramSha256,
+    /// PLAIN (RFC 4616): the password is sent, protected only by TLS (the
+    /// relay refuses it with 538 without TLS).
+    Plain,
+    /// EXTERNAL (RFC 4422 Appendix A): the TLS client certificate is the
+    /// login; the TLS configuration must carry one
+    /// ([`crate::tls::ClientCertificate`]).
+    External,
+}
+
+impl Mechanism {
+    /// The SASL mechanism name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::Plain => "PLAIN",
+            Self::External => "EXTERNAL",
+        }
+    }
+}
+
+impl std::str::FromStr for Mechanism {
+    type Err = String;
+
+    /// `SCRAM-SHA-256`, `PLAIN` or `EXTERNAL` (any case).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        [Self::ScramSha256, Self::Plain, Self::External]
+            .into_iter()
+            .find(|m| m.name().eq_ignore_ascii_case(text))
+            .ok_or_else(|| format!("{text:?} is not SCRAM-SHA-256, PLAIN or EXTERNAL"))
+    }
+}
+
+/// EXTERNAL client: the authorization identity, possibly empty.
+#[derive(Debug)]
+struct ExternalClient {
+    authzid: String,
+}
+
+impl SaslClient for ExternalClient {
+    fn mechanism(&self) -> &str {
+        "EXTERNAL"
+    }
+    fn identity(&self) -> String {
+        self.authzid.clone()
+    }
+    fn initial_response(&mut self) -> Option<Vec<u8>> {
+        Some(self.authzid.clone().into_bytes())
+    }
+    fn step(&mut self, _challenge: &[u8]) -> Result<Vec<u8>, String> {
+        Ok(self.authzid.clone().into_bytes())
+    }
 }
 
 impl std::fmt::Debug for ConnectOptions {
@@ -39,6 +104,7 @@ impl std::fmt::Debug for ConnectOptions {
             .field("relay", &self.relay)
             .field("tls", &self.tls.as_ref().map(|(_, name)| name))
             .field("user", &self.user)
+            .field("mechanism", &self.mechanism)
             .finish_non_exhaustive()
     }
 }
@@ -87,8 +153,8 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to `options.relay`, tunes TLS, authenticates with SASL
-    /// PLAIN and checks that the relay offers APEX.
+    /// Connects to `options.relay`, tunes TLS, authenticates with
+    /// `options.mechanism` and checks that the relay offers APEX.
     pub async fn connect(options: ConnectOptions) -> Result<Self, ClientError> {
         let (host, port) = split_relay(&options.relay)?;
         let stream =
@@ -127,18 +193,40 @@ impl Client {
             require(&greeting, TLS_URI, "TLS (http://iana.org/beep/TLS)")?;
             greeting = self.connection.start_tls().await?;
         }
-        require(
-            &greeting,
-            &profile_uri("PLAIN"),
-            "SASL PLAIN (http://iana.org/beep/SASL/PLAIN)",
-        )?;
-        let identity = self
-            .connection
-            .authenticate(Box::new(PlainClient {
+        let mechanism = options.mechanism.name();
+        if !greeting
+            .profiles
+            .iter()
+            .any(|p| *p == profile_uri(mechanism))
+        {
+            return Err(ClientError::NotOffered(match options.mechanism {
+                Mechanism::ScramSha256 => {
+                    "SASL SCRAM-SHA-256 (http://iana.org/beep/SASL/SCRAM-SHA-256)"
+                }
+                Mechanism::Plain => "SASL PLAIN (http://iana.org/beep/SASL/PLAIN)",
+                Mechanism::External => {
+                    "SASL EXTERNAL (http://iana.org/beep/SASL/EXTERNAL): \
+                     no client certificate, or not one the relay accepts"
+                }
+            }));
+        }
+        let client: Box<dyn SaslClient> = match options.mechanism {
+            Mechanism::ScramSha256 => Box::new(crate::scram::ScramClient::new(
+                options.user.clone(),
+                options.password.clone(),
+            )),
+            Mechanism::Plain => Box::new(PlainClient {
                 authzid: String::new(),
                 authcid: options.user.clone(),
                 password: options.password.clone(),
-            }))
+            }),
+            Mechanism::External => Box::new(ExternalClient {
+                authzid: options.user.clone(),
+            }),
+        };
+        let identity = self
+            .connection
+            .authenticate(client)
             .await
             .map_err(|error| match error {
                 DriverError::Refused(reply) => ClientError::Authentication {
@@ -272,6 +360,7 @@ mod tests {
             tls: None,
             user: "fred@example.com".into(),
             password: "hunter2".into(),
+            mechanism: Mechanism::default(),
         };
         let shown = format!("{options:?}");
         assert!(shown.contains("fred@example.com"), "{shown}");

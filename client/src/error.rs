@@ -126,6 +126,14 @@ pub enum TlsConfigError {
     /// The system trust store yielded no certificate.
     #[error("no usable certificate in the system trust store{0}")]
     NoNativeRoots(String),
+    /// The client certificate or its key could not be loaded.
+    #[error("client certificate {path}: {reason}")]
+    ClientCertificate {
+        /// The certificate or key file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// rustls refused the configuration.
     #[error("TLS configuration refused")]
     Rustls(#[from] rustls::Error),

@@ -6,7 +6,8 @@
 //! # Layout
 //!
 //! * [`client`] — [`Client`]: TCP to the relay's edge port, TLS tuning
-//!   (`http://iana.org/beep/TLS`), SASL PLAIN, then one APEX channel per
+//!   (`http://iana.org/beep/TLS`), SASL ([`Mechanism`]: SCRAM-SHA-256 by
+//!   default, PLAIN, or EXTERNAL with a client certificate), then one APEX channel per
 //!   [`Client::attach`]; [`Client::close`] releases the session.
 //! * [`attachment`] — [`Attachment`]: the channel and the endpoints
 //!   attached on it; [`Attachment::send`] (RPY `<ok />` = accepted
@@ -16,15 +17,17 @@
 //! * [`payload`] — the payloads themselves, as pure functions: `data` with a
 //!   MIME content part, reply reading, sorting the relay's MSGs
 //!   (RFC 3340 §4.4.4.2).
+//! * [`scram`] — the SCRAM-SHA-256 client (RFC 5802, RFC 7677).
 //! * [`tls`] — rustls client configurations on the ring provider, from a
-//!   CA file or the system trust store.
+//!   CA file or the system trust store, with an optional client
+//!   certificate.
 //! * [`error`] — [`ClientError`], [`TlsConfigError`].
 //!
 //! # Example
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use imxp_client::{Client, ConnectOptions, tls};
+//! use imxp_client::{Client, ConnectOptions, Mechanism, tls};
 //! use imxp_apex::Endpoint;
 //!
 //! let client = Client::connect(ConnectOptions {
@@ -35,6 +38,7 @@
 //!     )),
 //!     user: "fred@example.com".into(),
 //!     password: "secret".into(),
+//!     mechanism: Mechanism::ScramSha256,
 //! })
 //! .await?;
 //! let mut fred = client.attach(Endpoint::parse("fred@example.com")?).await?;
@@ -58,8 +62,11 @@ pub mod attachment;
 pub mod client;
 pub mod error;
 pub mod payload;
+pub mod scram;
 pub mod tls;
 
 pub use attachment::{AttachOptions, Attachment, Event, Received, Sender, Termination};
-pub use client::{Client, ConnectOptions, DEFAULT_EDGE_PORT, relay_host, split_relay};
+pub use client::{
+    Client, ConnectOptions, DEFAULT_EDGE_PORT, Mechanism, relay_host, split_relay,
+};
 pub use error::{ClientError, TlsConfigError};

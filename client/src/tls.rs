@@ -2,9 +2,13 @@
 //! §3.1), always on the *ring* crypto provider: the workspace builds
 //! rustls without aws-lc-rs, and two installed providers would make rustls
 //! refuse to choose.
+//!
+//! A client certificate ([`ClientCertificate`], `imxp --cert/--key`) is
+//! presented to relays that ask for one; with SASL EXTERNAL it is the
+//! login (the relay takes the address from its subjectAltName).
 
 use crate::error::TlsConfigError;
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::{ClientConfig, RootCertStore};
 use std::path::Path;
@@ -15,26 +19,74 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// A client certificate chain and its private key.
+pub struct ClientCertificate {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl std::fmt::Debug for ClientCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCertificate")
+            .field("chain", &self.chain.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientCertificate {
+    /// Loads a PEM certificate chain (end entity first) and a PEM private
+    /// key (PKCS #8, PKCS #1 or SEC1).
+    pub fn load(cert: &Path, key: &Path) -> Result<Self, TlsConfigError> {
+        let error = |path: &Path, reason: String| TlsConfigError::ClientCertificate {
+            path: path.to_owned(),
+            reason,
+        };
+        let chain = CertificateDer::pem_file_iter(cert)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| error(cert, e.to_string()))?;
+        if chain.is_empty() {
+            return Err(error(cert, "no certificate (BEGIN CERTIFICATE) found".into()));
+        }
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| error(key, e.to_string()))?;
+        Ok(Self { chain, key })
+    }
+}
+
 /// A client configuration trusting exactly `roots` (TLS 1.2 and 1.3, no
 /// client certificate).
 pub fn client_config_with_roots(roots: RootCertStore) -> Result<Arc<ClientConfig>, TlsConfigError> {
-    Ok(Arc::new(
-        ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    ))
+    client_config(roots, None)
+}
+
+/// A client configuration trusting exactly `roots` (TLS 1.2 and 1.3),
+/// presenting `certificate` when the relay asks for one.
+pub fn client_config(
+    roots: RootCertStore,
+    certificate: Option<ClientCertificate>,
+) -> Result<Arc<ClientConfig>, TlsConfigError> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    Ok(Arc::new(match certificate {
+        Some(ClientCertificate { chain, key }) => builder.with_client_auth_cert(chain, key)?,
+        None => builder.with_no_client_auth(),
+    }))
+}
+
+/// The trust anchors of a PEM CA file (see [`client_config_from_ca_file`]).
+pub fn roots_from_ca_file(path: &Path) -> Result<RootCertStore, TlsConfigError> {
+    let bytes = std::fs::read(path).map_err(|error| TlsConfigError::CaFile {
+        path: path.to_owned(),
+        reason: error.to_string(),
+    })?;
+    roots_from_ca_pem(&bytes, path)
 }
 
 /// A client configuration trusting the CA certificates of a PEM file
 /// (`imxp --ca FILE`): every `CERTIFICATE` block is a trust anchor; other
 /// blocks (keys) are ignored.
 pub fn client_config_from_ca_file(path: &Path) -> Result<Arc<ClientConfig>, TlsConfigError> {
-    let bytes = std::fs::read(path).map_err(|error| TlsConfigError::CaFile {
-        path: path.to_owned(),
-        reason: error.to_string(),
-    })?;
-    client_config_from_ca_pem(&bytes, path)
+    client_config_with_roots(roots_from_ca_file(path)?)
 }
 
 /// [`client_config_from_ca_file`] on PEM text already read; `path` names
@@ -43,6 +95,10 @@ pub fn client_config_from_ca_pem(
     pem: &[u8],
     path: &Path,
 ) -> Result<Arc<ClientConfig>, TlsConfigError> {
+    client_config_with_roots(roots_from_ca_pem(pem, path)?)
+}
+
+fn roots_from_ca_pem(pem: &[u8], path: &Path) -> Result<RootCertStore, TlsConfigError> {
     let certificates = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| TlsConfigError::CaFile {
@@ -62,13 +118,18 @@ pub fn client_config_from_ca_pem(
                 source,
             })?;
     }
-    client_config_with_roots(roots)
+    Ok(roots)
 }
 
 /// A client configuration trusting the system's trust store (used when no
 /// CA file is given). Unreadable entries are skipped; it fails only when
 /// nothing usable is found.
 pub fn client_config_with_native_roots() -> Result<Arc<ClientConfig>, TlsConfigError> {
+    client_config_with_roots(native_roots()?)
+}
+
+/// The system's trust store (see [`client_config_with_native_roots`]).
+pub fn native_roots() -> Result<RootCertStore, TlsConfigError> {
     let found = rustls_native_certs::load_native_certs();
     let mut roots = RootCertStore::empty();
     let (added, _ignored) = roots.add_parsable_certificates(found.certs);
@@ -80,7 +141,7 @@ pub fn client_config_with_native_roots() -> Result<Arc<ClientConfig>, TlsConfigE
             .unwrap_or_default();
         return Err(TlsConfigError::NoNativeRoots(detail));
     }
-    client_config_with_roots(roots)
+    Ok(roots)
 }
 
 #[cfg(test)]

@@ -48,6 +48,9 @@ fn imxp(relay: &FakeRelay, ca: &Path, password_file: &str, args: &[&str]) -> Com
             "fred@example.com",
             "--password-file",
             password_file,
+            // The fake relay speaks PLAIN only (SCRAM is the default).
+            "--mechanism",
+            "PLAIN",
         ])
         .args(args)
         .stdin(Stdio::null())

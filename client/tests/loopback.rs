@@ -28,6 +28,8 @@ fn options(relay: &FakeRelay, user: &str, password: &str) -> ConnectOptions {
         tls: Some((relay.client_tls.clone(), "localhost".into())),
         user: user.into(),
         password: password.into(),
+        // The fake relay speaks PLAIN only.
+        mechanism: imxp_client::Mechanism::Plain,
     }
 }
 

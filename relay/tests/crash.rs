@@ -100,6 +100,7 @@ async fn connect(port: u16, user: &str) -> Client {
         tls: None,
         user: user.to_owned(),
         password: "secret".to_owned(),
+        mechanism: imxp_client::Mechanism::Plain,
     })
     .await
     .expect("login")

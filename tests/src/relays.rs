@@ -255,6 +255,7 @@ impl TestRelay {
             tls: Some((ca.client_config(&self.dir), self.domain.clone())),
             user: user.to_owned(),
             password: password.to_owned(),
+            mechanism: imxp_client::Mechanism::ScramSha256,
         })
         .await?;
         let attachment = client

@@ -3,7 +3,7 @@
 
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
-use imxp_client::{ConnectOptions, relay_host, tls};
+use imxp_client::{ConnectOptions, Mechanism, relay_host, tls};
 use std::io::Read as _;
 use std::path::PathBuf;
 
@@ -26,12 +26,28 @@ pub(crate) struct ConnectionArgs {
     /// development and loopback tests only.
     #[arg(long)]
     pub(crate) plaintext: bool,
-    /// The SASL user: your endpoint address, e.g. fred@example.com.
-    #[arg(long, value_name = "NAME")]
-    pub(crate) user: String,
-    /// File holding the password (its first line); "-" reads standard input.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) password_file: PathBuf,
+    /// The SASL user: your endpoint address, e.g. fred@example.com. With
+    /// --mechanism EXTERNAL it may be left out (the certificate's address
+    /// is used).
+    #[arg(long, value_name = "NAME", required_unless_present = "cert")]
+    pub(crate) user: Option<String>,
+    /// File holding the password (its first line); "-" reads standard
+    /// input. Not used with --mechanism EXTERNAL.
+    #[arg(long, value_name = "FILE", required_unless_present = "cert")]
+    pub(crate) password_file: Option<PathBuf>,
+    /// SASL mechanism: SCRAM-SHA-256 (the password never crosses the
+    /// wire), PLAIN (the password is sent inside TLS) or EXTERNAL (the
+    /// client certificate is the login). Default: EXTERNAL with --cert,
+    /// SCRAM-SHA-256 otherwise.
+    #[arg(long, value_name = "MECHANISM")]
+    pub(crate) mechanism: Option<Mechanism>,
+    /// PEM file of a TLS client certificate (chain) to present; its
+    /// subjectAltName email address is the login with EXTERNAL.
+    #[arg(long, value_name = "FILE", requires = "key", conflicts_with = "plaintext")]
+    pub(crate) cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub(crate) key: Option<PathBuf>,
     /// Seconds allowed for connecting, TLS, authentication and attaching,
     /// and for the relay to answer a datagram (send).
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
@@ -39,15 +55,37 @@ pub(crate) struct ConnectionArgs {
 }
 
 pub(crate) fn connect_options(args: &ConnectionArgs) -> Result<ConnectOptions> {
-    let password = read_password(&args.password_file)?;
+    let mechanism = args.mechanism.unwrap_or(if args.cert.is_some() {
+        Mechanism::External
+    } else {
+        Mechanism::ScramSha256
+    });
+    if mechanism == Mechanism::External && args.cert.is_none() {
+        bail!("--mechanism EXTERNAL needs a client certificate (--cert and --key)");
+    }
+    let password = match (&args.password_file, mechanism) {
+        (_, Mechanism::External) => String::new(),
+        (Some(path), _) => read_password(path)?,
+        (None, _) => bail!("--password-file is required with --mechanism {}", mechanism.name()),
+    };
+    let user = match (&args.user, mechanism) {
+        (Some(user), _) => user.clone(),
+        (None, Mechanism::External) => String::new(),
+        (None, _) => bail!("--user is required with --mechanism {}", mechanism.name()),
+    };
     let tls = if args.plaintext {
         None
     } else {
-        let config = match &args.ca {
-            Some(path) => tls::client_config_from_ca_file(path)?,
-            None => tls::client_config_with_native_roots()
+        let roots = match &args.ca {
+            Some(path) => tls::roots_from_ca_file(path)?,
+            None => tls::native_roots()
                 .context("no --ca given and the system trust store is unusable")?,
         };
+        let certificate = match (&args.cert, &args.key) {
+            (Some(cert), Some(key)) => Some(tls::ClientCertificate::load(cert, key)?),
+            _ => None,
+        };
+        let config = tls::client_config(roots, certificate)?;
         let name = match &args.server_name {
             Some(name) => name.clone(),
             None => relay_host(&args.relay)?.to_owned(),
@@ -57,8 +95,9 @@ pub(crate) fn connect_options(args: &ConnectionArgs) -> Result<ConnectOptions> {
     Ok(ConnectOptions {
         relay: args.relay.clone(),
         tls,
-        user: args.user.clone(),
+        user,
         password,
+        mechanism,
     })
 }
 
