@@ -66,7 +66,5 @@ pub mod scram;
 pub mod tls;
 
 pub use attachment::{AttachOptions, Attachment, Event, Received, Sender, Termination};
-pub use client::{
-    Client, ConnectOptions, DEFAULT_EDGE_PORT, Mechanism, relay_host, split_relay,
-};
+pub use client::{Client, ConnectOptions, DEFAULT_EDGE_PORT, Mechanism, relay_host, split_relay};
 pub use error::{ClientError, TlsConfigError};

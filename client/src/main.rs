@@ -89,7 +89,13 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode> {
     let stdin_body =
         matches!(&cli.command, Command::Send(send) if send.text.as_deref() == Some("-"));
-    if stdin_body && cli.connection.password_file.as_ref().is_some_and(|p| p.as_os_str() == "-") {
+    if stdin_body
+        && cli
+            .connection
+            .password_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str() == "-")
+    {
         bail!("standard input cannot hold both the password and the content");
     }
     let timeout = Duration::from_secs(cli.connection.timeout);

@@ -225,7 +225,11 @@ mod tests {
         ] {
             let mut client = ScramClient::with_nonce("user", "pencil", "abc");
             client.initial_response();
-            assert!(client.step(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                client.step(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
         // Success claimed without the exchange.
         let mut client = ScramClient::with_nonce("user", "pencil", "abc");

@@ -8,8 +8,8 @@
 //! login (the relay takes the address from its subjectAltName).
 
 use crate::error::TlsConfigError;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
 use std::path::Path;
 use std::sync::Arc;
@@ -45,7 +45,10 @@ impl ClientCertificate {
             .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
             .map_err(|e| error(cert, e.to_string()))?;
         if chain.is_empty() {
-            return Err(error(cert, "no certificate (BEGIN CERTIFICATE) found".into()));
+            return Err(error(
+                cert,
+                "no certificate (BEGIN CERTIFICATE) found".into(),
+            ));
         }
         let key = PrivateKeyDer::from_pem_file(key).map_err(|e| error(key, e.to_string()))?;
         Ok(Self { chain, key })

@@ -19,6 +19,12 @@
 //!
 //! [auth]
 //! users = "/var/lib/imxp/users.toml"
+//! client_ca = "/etc/imxp/clients-ca.pem" # endpoint certificates (EXTERNAL)
+//! anonymous = "refuse"       # or "read-only": offer SASL ANONYMOUS
+//!
+//! [mesh]
+//! trusted_intermediaries = ["hub.example"]  # may relay to third domains
+//! # insecure_unauthenticated_bind = true    # TEST MESHES ONLY, see below
 //!
 //! [routes]
 //! "partner.example" = "relay.partner.example:912"
@@ -32,6 +38,41 @@
 //! [queue]
 //! max_lifetime = "1d"
 //! ```
+//!
+//! # Security settings
+//!
+//! * `[tls] required` (default `true`) applies to edge **and** mesh
+//!   sessions: nothing but TLS tuning is possible before TLS (RFC 3080
+//!   §3), only TLS 1.3 and 1.2 with rustls' default suites are offered,
+//!   PLAIN is refused with 538 without TLS, and outbound mesh sessions
+//!   fail when the next relay does not offer TLS. Certificates, keys,
+//!   trust anchors and the users file are re-read on SIGHUP; sessions
+//!   already open keep the material they started with, and a reload that
+//!   fails is logged and changes nothing.
+//! * `[tls] ca`: trust anchors for mesh peers (their client certificates
+//!   and, outbound, the next relay's server certificate): the system roots
+//!   by default, a private CA file for a private mesh. The next relay's
+//!   certificate must name the destination domain; a peer may `bind` only
+//!   domains its certificate names (537 otherwise).
+//! * `[auth] client_ca`: trust anchors for endpoints' client certificates.
+//!   With it, edge sessions ask for a client certificate (optional) and a
+//!   verified one whose subjectAltName carries an email address offers
+//!   SASL EXTERNAL as that address. Without it, EXTERNAL is never offered.
+//! * `[auth] anonymous`: `"refuse"` (default: ANONYMOUS is not offered) or
+//!   `"read-only"`: ANONYMOUS is offered, and such a session may open APEX
+//!   channels but every `attach` (so every `data`) and `bind` on it is
+//!   refused with 537 — it can learn what the relay offers, nothing more.
+//! * Failed SASL exchanges are answered late: 250 ms after a peer
+//!   address's first failure, doubling with each further one up to 10 s,
+//!   the count halving every minute (see [`crate::auth::penalty`]).
+//! * `[mesh] trusted_intermediaries`: domains whose relays (bound as that
+//!   domain) may hand us datagrams for third domains, which we forward.
+//!   Any other peer may only send to domains we serve (537 otherwise).
+//! * `[mesh] insecure_unauthenticated_bind` (default `false`): **insecure,
+//!   for test meshes only.** Accepts `bind` on mesh sessions without TLS,
+//!   where nothing authenticates the peer: anyone reaching the mesh port
+//!   can then claim any domain. Refused unless `[tls] required = false`.
+//!   Without it, a mesh session without TLS can bind nothing (537).
 
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -94,6 +135,8 @@ struct File {
     #[serde(default)]
     auth: AuthSection,
     #[serde(default)]
+    mesh: MeshSection,
+    #[serde(default)]
     routes: toml::Table,
     #[serde(default)]
     dns: DnsSection,
@@ -133,6 +176,15 @@ struct TlsSection {
 #[serde(deny_unknown_fields)]
 struct AuthSection {
     users: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+    anonymous: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MeshSection {
+    trusted_intermediaries: Option<Vec<String>>,
+    insecure_unauthenticated_bind: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -182,6 +234,28 @@ pub struct TlsSettings {
     pub required: bool,
 }
 
+/// Relay-relay policy (`[mesh]`).
+#[derive(Debug, Clone, Default)]
+pub struct MeshPolicy {
+    /// Domains (lowercase) whose relays may hand us datagrams for third
+    /// domains, which we then forward (`[mesh] trusted_intermediaries`).
+    /// Everyone else may only send to domains we serve (no open relay).
+    pub trusted_intermediaries: Vec<String>,
+    /// **Insecure, test meshes only**: accept `bind` on mesh sessions
+    /// without TLS, unauthenticated (`[mesh] insecure_unauthenticated_bind`).
+    /// Only valid with `[tls] required = false`.
+    pub insecure_unauthenticated_bind: bool,
+}
+
+impl MeshPolicy {
+    /// True if relays bound as `domain` may relay to third domains.
+    pub fn is_trusted_intermediary(&self, domain: &str) -> bool {
+        self.trusted_intermediaries
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain))
+    }
+}
+
 /// Queue and delivery settings.
 #[derive(Debug, Clone)]
 pub struct QueueSettings {
@@ -226,6 +300,15 @@ pub struct Config {
     pub tls: TlsSettings,
     /// The users file.
     pub users: PathBuf,
+    /// Trust anchors for endpoints' TLS client certificates (`[auth]
+    /// client_ca`); `None`: edge sessions ask for no client certificate
+    /// and SASL EXTERNAL is never offered.
+    pub client_ca: Option<PathBuf>,
+    /// SASL ANONYMOUS is offered for read-only sessions (`[auth] anonymous
+    /// = "read-only"`; default `"refuse"`).
+    pub anonymous_read_only: bool,
+    /// Mesh policy.
+    pub mesh_policy: MeshPolicy,
     /// Static routes: domain (lowercase) → `host:port`.
     pub routes: Vec<(String, String)>,
     /// DNS nameservers (empty: the system resolver).
@@ -303,6 +386,41 @@ impl Config {
             .auth
             .users
             .map_or_else(|| state_dir.join("users.toml"), resolve);
+        let client_ca = file.auth.client_ca.map(resolve);
+        let anonymous_read_only = match file.auth.anonymous.as_deref().unwrap_or("refuse") {
+            "refuse" => false,
+            "read-only" => true,
+            other => {
+                return Err(invalid(
+                    "auth.anonymous",
+                    format!("{other:?} is not \"refuse\" or \"read-only\""),
+                ));
+            }
+        };
+        let mut trusted_intermediaries = Vec::new();
+        for (i, domain) in file
+            .mesh
+            .trusted_intermediaries
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            check_domain(domain)
+                .map_err(|m| invalid(format!("mesh.trusted_intermediaries[{i}]"), m))?;
+            trusted_intermediaries.push(domain.to_ascii_lowercase());
+        }
+        let insecure_unauthenticated_bind =
+            file.mesh.insecure_unauthenticated_bind.unwrap_or(false);
+        if insecure_unauthenticated_bind && tls.required {
+            return Err(invalid(
+                "mesh.insecure_unauthenticated_bind",
+                "only allowed with tls.required = false (insecure test meshes)",
+            ));
+        }
+        let mesh_policy = MeshPolicy {
+            trusted_intermediaries,
+            insecure_unauthenticated_bind,
+        };
         let mut routes = Vec::new();
         for (domain, target) in &file.routes {
             let key = format!("routes.\"{domain}\"");
@@ -389,6 +507,9 @@ impl Config {
             mesh,
             tls,
             users,
+            client_ca,
+            anonymous_read_only,
+            mesh_policy,
             routes,
             nameservers,
             implicit_fallback: file.dns.implicit_fallback.unwrap_or(true),

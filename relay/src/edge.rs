@@ -5,6 +5,7 @@ use crate::attachments::Owner;
 use crate::datagram::{self, Request};
 use crate::intake;
 use crate::server::Relay;
+use crate::tls;
 use imxp_beep::io::{Channel, Connection, DriverConfig, IncomingStart, TlsSetup};
 use imxp_beep::{Config as SessionConfig, ErrorReply, Profile, ReplyCode, Role};
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tokio_util::task::TaskTracker;
 /// Serves one endpoint session until it ends or the relay stops.
 pub(crate) async fn serve(
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     relay: Arc<Relay>,
     session: u64,
     stop: CancellationToken,
@@ -27,9 +29,20 @@ pub(crate) async fn serve(
     config.max_message_size = relay.config.max_message_size;
     config.receive_window = 256 * 1024;
     let mut driver = DriverConfig::new(config);
-    if let Some(tls) = &relay.tls.edge {
+    if let Some(tls) = &relay.tls.current().edge {
         driver.tls = TlsSetup::Server(tls.clone());
     }
+    // EXTERNAL: the address a verified client certificate carries.
+    driver.peer_identity = Some(Arc::new(|chain| {
+        chain.first().and_then(tls::certificate_identity)
+    }));
+    // Failed SASL exchanges are answered late, per peer address.
+    let penalties = relay.penalties.clone();
+    driver.auth_failure_delay = Some(Arc::new(move || {
+        let delay = penalties.fail(peer.ip(), std::time::Instant::now());
+        tracing::info!(%peer, ?delay, "authentication failed");
+        delay
+    }));
     let (connection, mut incoming, task) = Connection::spawn(stream, driver);
     let channels = TaskTracker::new();
     loop {
@@ -121,6 +134,10 @@ fn attach(
             553,
             format!("this relay does not serve {}", endpoint.domain()),
         ));
+    }
+    if user == crate::auth::ANONYMOUS_IDENTITY {
+        // `[auth] anonymous = "read-only"`: no attach, hence no data.
+        return Err((537, "an anonymous session is read-only".into()));
     }
     if !datagram::may_act_as(user, endpoint) {
         return Err((537, "access denied".into()));

@@ -2,7 +2,16 @@
 //! TLS with certificates both ways, `bind` authorized by the peer's
 //! certificate (§4.5.2: it must name the bound domain, else 537), then
 //! `data` whose originator is in a bound domain and whose recipients are
-//! all in domains this relay serves (no open relay).
+//! all in domains this relay serves (no open relay), spec-digest §8.
+//!
+//! * No `data` before a successful `bind` on the channel (537).
+//! * Without TLS a `bind` is refused (537) unless `[mesh]
+//!   insecure_unauthenticated_bind` is set, which configuration only
+//!   allows with `[tls] required = false` (insecure test meshes).
+//! * A peer bound as a `[mesh] trusted_intermediaries` domain may carry
+//!   originators of other domains (not of domains this relay serves, whose
+//!   users come through the edge) and recipients of third domains, which
+//!   are then forwarded.
 
 use crate::datagram::{self, Request};
 use crate::intake;
@@ -30,7 +39,7 @@ pub(crate) async fn serve(
     config.max_message_size = relay.config.max_message_size;
     config.receive_window = 256 * 1024;
     let mut driver = DriverConfig::new(config);
-    if let Some(tls) = &relay.tls.mesh {
+    if let Some(tls) = &relay.tls.current().mesh {
         driver.tls = TlsSetup::Server(tls.clone());
     }
     let (connection, mut incoming, task) = Connection::spawn(stream, driver);
@@ -58,6 +67,7 @@ pub(crate) async fn serve(
 
 /// The bind steps of RFC 3340 §4.4.2 (555, 537); returns the bound domain.
 fn bind(
+    relay: &Relay,
     connection: &Connection,
     bound: &HashMap<u32, String>,
     domain: &imxp_apex::Domain,
@@ -76,10 +86,40 @@ fn bind(
         if !names_it {
             return Err((537, format!("the peer's certificate does not name {name}")));
         }
+    } else if !relay.config.mesh_policy.insecure_unauthenticated_bind {
+        return Err((537, format!("bind {name} requires TLS with a certificate")));
+    } else {
+        tracing::warn!(domain = %name, "unauthenticated bind accepted (insecure test mesh)");
     }
-    // Without TLS (only when `[tls] required = false`, for development and
-    // loopback tests) the bind cannot be authenticated and is accepted.
     Ok(name)
+}
+
+/// The originator and recipient checks of a mesh `data` (spec-digest §8
+/// items 1, 3 and 5), against the domains bound on the channel.
+fn authorize_data(
+    relay: &Relay,
+    bound: &HashMap<u32, String>,
+    originator: &str,
+    recipients: &[String],
+) -> Result<(), (u16, String)> {
+    if bound.is_empty() {
+        return Err((537, "no data before a successful bind".into()));
+    }
+    let policy = &relay.config.mesh_policy;
+    let intermediary = bound.values().any(|d| policy.is_trusted_intermediary(d));
+    let origin = imxp_spool::record::domain_of(originator);
+    let bound_for_origin = bound.values().any(|d| d.eq_ignore_ascii_case(&origin));
+    if !bound_for_origin && (!intermediary || relay.config.serves(&origin)) {
+        return Err((537, format!("not bound for {origin}")));
+    }
+    if !intermediary
+        && let Some(foreign) = recipients
+            .iter()
+            .find(|r| !relay.config.serves(&imxp_spool::record::domain_of(r)))
+    {
+        return Err((537, format!("this relay does not relay to {foreign}")));
+    }
+    Ok(())
 }
 
 async fn open(
@@ -87,12 +127,11 @@ async fn open(
     connection: &Connection,
     relay: &Relay,
 ) -> Option<(Channel, HashMap<u32, String>)> {
-    let _ = relay;
     let mut bound = HashMap::new();
     let init = start.request.profiles[0].init.clone();
     let reply = init.map(|init| match datagram::parse_init(&init) {
         Ok(Request::Bind { domain, trans_id }) => {
-            match bind(connection, &bound, &domain, trans_id) {
+            match bind(relay, connection, &bound, &domain, trans_id) {
                 Ok(name) => {
                     tracing::info!(domain = %name, "peer bound");
                     bound.insert(trans_id, name);
@@ -123,11 +162,12 @@ async fn run_channel(
         let msgno = message.msgno;
         let reply = match datagram::parse_request(&message.payload, relay.config.max_message_size) {
             Err(error) => Err(error),
-            Ok(Request::Bind { domain, trans_id }) => bind(&connection, &bound, &domain, trans_id)
-                .map(|name| {
+            Ok(Request::Bind { domain, trans_id }) => {
+                bind(&relay, &connection, &bound, &domain, trans_id).map(|name| {
                     tracing::info!(domain = %name, "peer bound");
                     bound.insert(trans_id, name);
-                }),
+                })
+            }
             Ok(Request::Attach { .. }) => Err((537, "attach is for endpoints (apex-edge)".into())),
             Ok(Request::Terminate { trans_id: 0 }) => {
                 bound.clear();
@@ -138,18 +178,12 @@ async fn run_channel(
                 .map(drop)
                 .ok_or_else(|| (550, "unknown transaction-identifier".into())),
             Ok(Request::Data(incoming)) => {
-                let origin = imxp_spool::record::domain_of(&incoming.originator);
-                if !bound.values().any(|d| d.eq_ignore_ascii_case(&origin)) {
-                    Err((537, format!("not bound for {origin}")))
-                } else if let Some(foreign) = incoming
-                    .recipients
-                    .iter()
-                    .find(|r| !relay.config.serves(&imxp_spool::record::domain_of(r)))
-                {
-                    Err((537, format!("this relay does not relay to {foreign}")))
-                } else {
-                    intake::spawn(&writes, &relay, &handle, msgno, incoming);
-                    continue;
+                match authorize_data(&relay, &bound, &incoming.originator, &incoming.recipients) {
+                    Err(refusal) => Err(refusal),
+                    Ok(()) => {
+                        intake::spawn(&writes, &relay, &handle, msgno, incoming);
+                        continue;
+                    }
                 }
             }
         };

@@ -25,7 +25,7 @@ struct Pooled {
 pub(crate) struct Outbound {
     /// Per destination: a slot that serializes connecting.
     slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Pooled>>>>>,
-    tls: Arc<rustls::ClientConfig>,
+    tls: Arc<crate::server::TlsStore>,
     tls_required: bool,
     bind_as: Vec<String>,
     connect_timeout: Duration,
@@ -34,7 +34,7 @@ pub(crate) struct Outbound {
 
 impl Outbound {
     pub(crate) fn new(
-        tls: Arc<rustls::ClientConfig>,
+        tls: Arc<crate::server::TlsStore>,
         tls_required: bool,
         bind_as: Vec<String>,
         connect_timeout: Duration,
@@ -125,11 +125,12 @@ impl Outbound {
         session.max_message_size = self.max_message_size;
         session.receive_window = 256 * 1024;
         let mut driver = DriverConfig::new(session);
-        let server_name =
-            rustls::pki_types::ServerName::try_from(domain.trim_matches(['[', ']']).to_owned())
-                .map_err(|e| Failure::new(FailureKind::Tls, format!("{domain}: {e}")))?;
+        // The listener's certificate must name the destination domain
+        // (RFC 3340 §3.5), checked by rustls against `[tls] ca`.
+        let server_name = crate::tls::server_name(domain)
+            .map_err(|e| Failure::new(FailureKind::Tls, e.to_string()))?;
         driver.tls = TlsSetup::Client {
-            config: self.tls.clone(),
+            config: self.tls.current().client.clone(),
             server_name,
         };
         let (connection, _incoming, _task) = Connection::spawn(stream, driver);

@@ -5,7 +5,7 @@
 //! and closes the spool.
 
 use crate::attachments::Attachments;
-use crate::auth::EdgeSasl;
+use crate::auth::{EdgeSasl, FailurePolicy, Penalties};
 use crate::config::{Config, SpoolEngine};
 use crate::deliver::Deliverer;
 use crate::outbound::Outbound;
@@ -14,12 +14,12 @@ use crate::route::{DnsSettings, Router};
 use crate::{edge, mesh, tls};
 use imxp_spool::{EngineKind, RetryPolicy, Spool, SpoolConfig};
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -105,9 +105,10 @@ async fn bind(address: std::net::SocketAddr) -> Result<TcpListener, RelayError> 
     })
 }
 
-/// TLS configurations derived from `[tls]`.
+/// TLS configurations derived from `[tls]` and `[auth] client_ca`.
 pub(crate) struct TlsMaterial {
-    /// For edge sessions: no client certificates asked.
+    /// For edge sessions: client certificates asked (optional) and
+    /// verified against `[auth] client_ca` when it is set, else not asked.
     pub(crate) edge: Option<Arc<rustls::ServerConfig>>,
     /// For mesh sessions: client certificates verified against `[tls] ca`.
     pub(crate) mesh: Option<Arc<rustls::ServerConfig>>,
@@ -119,6 +120,10 @@ impl TlsMaterial {
     fn load(config: &Config) -> Result<Self, RelayError> {
         let error = |e: tls::TlsError| RelayError::Tls(e.to_string());
         let roots = tls::load_roots(config.tls.ca.as_deref()).map_err(error)?;
+        let edge_client_auth = match &config.client_ca {
+            Some(path) => tls::ClientAuth::Optional(tls::load_roots(Some(path)).map_err(error)?),
+            None => tls::ClientAuth::None,
+        };
         let ours = match (&config.tls.cert, &config.tls.key) {
             (Some(cert), Some(key)) => Some((
                 tls::load_chain(cert).map_err(error)?,
@@ -129,7 +134,7 @@ impl TlsMaterial {
         let (edge, mesh) = match &ours {
             Some((chain, key)) => (
                 Some(
-                    tls::server_config(chain.clone(), key.clone_key(), tls::ClientAuth::None)
+                    tls::server_config(chain.clone(), key.clone_key(), edge_client_auth)
                         .map_err(error)?,
                 ),
                 Some(
@@ -148,28 +153,98 @@ impl TlsMaterial {
     }
 }
 
+/// The TLS material in force; [`TlsStore::reload`] swaps it atomically.
+/// A session takes the current material once, when it starts, and keeps
+/// it: a reload affects only later sessions.
+pub(crate) struct TlsStore(RwLock<Arc<TlsMaterial>>);
+
+impl TlsStore {
+    fn new(material: TlsMaterial) -> Self {
+        Self(RwLock::new(Arc::new(material)))
+    }
+
+    /// The material in force.
+    pub(crate) fn current(&self) -> Arc<TlsMaterial> {
+        Arc::clone(&self.0.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Re-reads every file; on error nothing changes.
+    fn reload(&self, config: &Config) -> Result<(), RelayError> {
+        let fresh = Arc::new(TlsMaterial::load(config)?);
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        Ok(())
+    }
+}
+
 /// State shared by every task of a running relay.
 pub(crate) struct Relay {
     pub(crate) config: Config,
     pub(crate) spool: Spool,
     pub(crate) attachments: Attachments,
-    pub(crate) tls: TlsMaterial,
+    pub(crate) tls: Arc<TlsStore>,
     pub(crate) sasl: EdgeSasl,
+    /// Failed-authentication scores per peer address.
+    pub(crate) penalties: Arc<Penalties>,
     next_session: AtomicU64,
 }
 
 impl Relay {
+    /// Re-reads the TLS material and the users file (SIGHUP). Each part
+    /// that fails to load is logged and keeps its old value.
+    fn reload(&self) {
+        match self.tls.reload(&self.config) {
+            Ok(()) => tracing::info!("TLS certificates, keys and trust anchors reloaded"),
+            Err(error) => tracing::error!(%error, "TLS reload failed; keeping the old material"),
+        }
+        match self.sasl.reload() {
+            Ok(users) => tracing::info!(users, "users file reloaded"),
+            Err(error) => tracing::error!(%error, "users reload failed; keeping the old users"),
+        }
+    }
+
     /// A new session number (attachments are owned by sessions).
     pub(crate) fn session_id(&self) -> u64 {
         self.next_session.fetch_add(1, Ordering::Relaxed)
     }
 }
 
-/// Runs the relay until `shutdown` completes.
+/// Runs the relay until `shutdown` completes, reloading certificates, keys
+/// and the users file on SIGHUP (see [`run_with_reload`]).
 pub async fn run(
     config: Config,
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
+) -> Result<(), RelayError> {
+    let reload = Arc::new(Notify::new());
+    let forward = sighup_forwarder(reload.clone())?;
+    let result = run_with_reload(config, listeners, shutdown, reload).await;
+    forward.abort();
+    result
+}
+
+/// Forwards SIGHUP to `reload`.
+fn sighup_forwarder(reload: Arc<Notify>) -> Result<tokio::task::JoinHandle<()>, RelayError> {
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|source| RelayError::Io {
+            what: "installing the SIGHUP handler".into(),
+            source,
+        })?;
+    Ok(tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            reload.notify_one();
+        }
+    }))
+}
+
+/// Runs the relay until `shutdown` completes; each notification of
+/// `reload` re-reads the TLS material (certificates, keys, trust anchors)
+/// and the users file. Sessions already open are not touched; a part that
+/// fails to load is logged and keeps its old value.
+pub async fn run_with_reload(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+    reload: Arc<Notify>,
 ) -> Result<(), RelayError> {
     std::fs::create_dir_all(&config.state_dir).map_err(|source| RelayError::Io {
         what: format!("creating {}", config.state_dir.display()),
@@ -204,8 +279,10 @@ pub async fn run(
         resumed = report.resumed,
         "spool open"
     );
-    let tls = TlsMaterial::load(&config)?;
-    let sasl = EdgeSasl::open(&config.users)?.allow_plain_without_tls(!config.tls.required);
+    let tls = Arc::new(TlsStore::new(TlsMaterial::load(&config)?));
+    let sasl = EdgeSasl::open(&config.users)?
+        .allow_plain_without_tls(!config.tls.required)
+        .allow_anonymous(config.anonymous_read_only);
     let router = Router::new(
         config.domains.clone(),
         config.routes.clone(),
@@ -217,7 +294,7 @@ pub async fn run(
         },
     )?;
     let outbound = Outbound::new(
-        tls.client.clone(),
+        tls.clone(),
         config.tls.required,
         config.domains.clone(),
         config.queue.connect_timeout,
@@ -228,6 +305,7 @@ pub async fn run(
         attachments: Attachments::default(),
         tls,
         sasl,
+        penalties: Arc::new(Penalties::new(FailurePolicy::default())),
         next_session: AtomicU64::new(1),
         config,
     });
@@ -271,6 +349,18 @@ pub async fn run(
             stop.clone(),
             tasks.clone(),
         ));
+    }
+    {
+        let relay = relay.clone();
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = reload.notified() => relay.reload(),
+                    () = stop.cancelled() => return,
+                }
+            }
+        });
     }
     shutdown.await;
     tracing::info!("shutting down");
@@ -354,7 +444,7 @@ async fn accept_loop(
             let session = relay.session_id();
             tracing::debug!(%peer, session, kind = kind.name(), "session opened");
             match kind {
-                Kind::Edge => edge::serve(stream, relay.clone(), session, stop).await,
+                Kind::Edge => edge::serve(stream, peer, relay.clone(), session, stop).await,
                 Kind::Mesh => mesh::serve(stream, relay.clone(), session, stop).await,
             }
             relay.attachments.end(session, None);

@@ -41,6 +41,7 @@ fn write_relay(dir: &Path, domain: &str, peer: &str, peer_mesh: u16, users: &[&s
             "[relay]\ndomains = [\"{domain}\"]\nstate_dir = \"{dir}\"\nallow_root = true\n\
              [listen]\nedge = [\"127.0.0.1:{edge}\"]\nmesh = [\"127.0.0.1:{mesh}\"]\n\
              [tls]\nrequired = false\n\
+             [mesh]\ninsecure_unauthenticated_bind = true\n\
              [routes]\n\"{peer}\" = \"127.0.0.1:{peer_mesh}\"\n\
              [queue]\nmin_backoff = \"1s\"\nmax_backoff = \"2s\"\n",
             dir = dir.display()

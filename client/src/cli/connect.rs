@@ -43,7 +43,12 @@ pub(crate) struct ConnectionArgs {
     pub(crate) mechanism: Option<Mechanism>,
     /// PEM file of a TLS client certificate (chain) to present; its
     /// subjectAltName email address is the login with EXTERNAL.
-    #[arg(long, value_name = "FILE", requires = "key", conflicts_with = "plaintext")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "key",
+        conflicts_with = "plaintext"
+    )]
     pub(crate) cert: Option<PathBuf>,
     /// PEM file of the client certificate's private key.
     #[arg(long, value_name = "FILE", requires = "cert")]
@@ -66,7 +71,10 @@ pub(crate) fn connect_options(args: &ConnectionArgs) -> Result<ConnectOptions> {
     let password = match (&args.password_file, mechanism) {
         (_, Mechanism::External) => String::new(),
         (Some(path), _) => read_password(path)?,
-        (None, _) => bail!("--password-file is required with --mechanism {}", mechanism.name()),
+        (None, _) => bail!(
+            "--password-file is required with --mechanism {}",
+            mechanism.name()
+        ),
     };
     let user = match (&args.user, mechanism) {
         (Some(user), _) => user.clone(),
