@@ -70,6 +70,27 @@ impl TestCa {
         (cert_path, key_path)
     }
 
+    /// Issues a client certificate whose subjectAltName is the email
+    /// address `address` (what SASL EXTERNAL authenticates as) and writes
+    /// it with its key to `dir`; returns (cert, key) paths.
+    pub fn issue_client(&self, address: &str, dir: &Path) -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.subject_alt_names = vec![rcgen::SanType::Rfc822Name(
+            address.to_owned().try_into().expect("IA5 address"),
+        )];
+        params
+            .distinguished_name
+            .push(DnType::CommonName, address.to_owned());
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.issuer).expect("certificate");
+        let cert_path = dir.join(format!("client-{address}-cert.pem"));
+        let key_path = dir.join(format!("client-{address}-key.pem"));
+        std::fs::write(&cert_path, cert.pem()).expect("write cert");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+        (cert_path, key_path)
+    }
+
     /// A client TLS configuration trusting this CA.
     pub fn client_config(&self, dir: &Path) -> Arc<rustls::ClientConfig> {
         imxp_client::tls::client_config_from_ca_file(&self.write(dir)).expect("client config")
@@ -125,6 +146,7 @@ pub struct TestRelay {
     pub config_path: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), RelayError>>>,
+    reload: Arc<tokio::sync::Notify>,
 }
 
 /// Logs to stderr when `IMXP_TEST_LOG` is set (a tracing filter, e.g.
@@ -211,7 +233,8 @@ impl TestRelay {
         let edge_address = edge.local_addr().expect("edge address");
         let mesh_address = mesh.local_addr().expect("mesh address");
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::run(
+        let reload = Arc::new(tokio::sync::Notify::new());
+        let task = tokio::spawn(server::run_with_reload(
             config,
             Listeners {
                 edge: vec![edge],
@@ -220,6 +243,7 @@ impl TestRelay {
             async move {
                 let _ = stopped.await;
             },
+            reload.clone(),
         ));
         Self {
             domain: spec.domain.clone(),
@@ -229,7 +253,14 @@ impl TestRelay {
             config_path,
             stop: Some(stop),
             task: Some(task),
+            reload,
         }
+    }
+
+    /// Asks the relay to reload its TLS material and users file (what
+    /// SIGHUP does to `imxpd`).
+    pub fn reload(&self) {
+        self.reload.notify_one();
     }
 
     /// Stops the relay gracefully and waits for it.

@@ -60,11 +60,11 @@ pub(crate) struct ConnectionArgs {
 }
 
 pub(crate) fn connect_options(args: &ConnectionArgs) -> Result<ConnectOptions> {
-    let mechanism = args.mechanism.unwrap_or(if args.cert.is_some() {
-        Mechanism::External
-    } else {
-        Mechanism::ScramSha256
-    });
+    let mechanism = match (args.mechanism, &args.cert) {
+        (Some(mechanism), _) => mechanism,
+        (None, Some(_)) => Mechanism::External,
+        (None, None) => Mechanism::ScramSha256,
+    };
     if mechanism == Mechanism::External && args.cert.is_none() {
         bail!("--mechanism EXTERNAL needs a client certificate (--cert and --key)");
     }

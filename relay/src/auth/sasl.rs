@@ -37,8 +37,9 @@ pub const ANONYMOUS_IDENTITY: &str = "anonymous";
 /// * `ANONYMOUS` (RFC 4505) only when [`EdgeSasl::allow_anonymous`] is set
 ///   (`[auth] anonymous = "read-only"`); the session's identity is then
 ///   [`ANONYMOUS_IDENTITY`], which can attach as nobody and therefore send
-///   nothing. Otherwise it is not offered, and refused with 504 like any
-///   unknown mechanism.
+///   nothing. Otherwise it is not offered: the BEEP session answers a
+///   `<start>` for it with 550 like for any profile it does not know
+///   (and [`SaslServerFactory::start`] refuses it with 504).
 ///
 /// The identity on success is the canonical user name (see
 /// [`canonical_user_name`]). One successful authentication per session is
