@@ -174,6 +174,9 @@ pub(crate) struct Prepared {
     /// What is left of `noLaterThan`, if set: the time the next hop or the
     /// endpoint has to answer (RFC 3342 §2.1, step 5.3).
     pub(crate) time_left_ms: Option<u64>,
+    /// What is left of `reportAfter`, if set: without an answer by then,
+    /// the transient report is due (RFC 3342 §2.2, step 5.3).
+    pub(crate) report_after_left_ms: Option<u64>,
 }
 
 /// Builds the `data` for `recipients` of the stored datagram, transmitted
@@ -224,6 +227,7 @@ pub(crate) fn prepare(
         failed,
         report_transient: false,
         time_left_ms: None,
+        report_after_left_ms: None,
     };
     if names.is_empty() {
         return Ok(prepared);
@@ -253,6 +257,9 @@ pub(crate) fn prepare(
             prepared.report_transient = step.report_transient;
             if step.timing.no_later_than != 0 {
                 prepared.time_left_ms = Some(u64::from(step.timing.no_later_than));
+            }
+            if step.timing.report_after != 0 {
+                prepared.report_after_left_ms = Some(u64::from(step.timing.report_after));
             }
             data.set_data_timing(&step.timing);
         }

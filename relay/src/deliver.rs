@@ -65,12 +65,10 @@ impl Deliverer {
         let elapsed = self.relay.spool.now_ms().saturating_sub(envelope.queued_ms);
         let prepared = datagram::prepare(content, recipients, hop, elapsed)
             .map_err(|(code, text)| Failure::new(FailureKind::Reply { code }, text))?;
-        if prepared.report_transient
-            && let Ok((data, stored)) = datagram::parse_stored(content)
-            && let Some(report) = report::transient(&data, &stored, &prepared.recipients)
-            && let Err(error) = self.reporter.send(envelope.id, report).await
-        {
-            tracing::error!(id = %envelope.id, %error, "queueing the transient report failed");
+        if prepared.report_transient {
+            for recipient in &prepared.recipients {
+                self.send_transient(envelope, content, recipient).await;
+            }
         }
         Ok(prepared)
     }
@@ -131,7 +129,20 @@ impl Deliverer {
             }
             _ => (REPLY_TIMEOUT, false),
         };
-        match tokio::time::timeout(wait, channel.request(payload)).await {
+        let started = tokio::time::Instant::now();
+        let request = channel.request(payload);
+        tokio::pin!(request);
+        // RFC 3342 §2.2, step 5.3: no `ok` within what is left of
+        // reportAfter → the transient report, and keep waiting.
+        if let Some(left) = prepared.report_after_left_ms
+            && Duration::from_millis(left) < wait
+            && let Err(_) = tokio::time::timeout(Duration::from_millis(left), &mut request).await
+        {
+            // Not answered yet: report, then wait for the rest.
+            self.send_transient(envelope, content, recipient).await;
+        }
+        let answered = tokio::time::timeout_at(started + wait, &mut request).await;
+        match answered {
             Ok(Ok(response)) => outcome_of(&response, Some("local".into())),
             Ok(Err(error)) => Outcome::Deferred(Failure::new(
                 FailureKind::Connect,
@@ -145,6 +156,16 @@ impl Deliverer {
                 FailureKind::Connect,
                 format!("{recipient}: no answer within {REPLY_TIMEOUT:?}"),
             )),
+        }
+    }
+
+    /// Sends the transient (350) report for `recipient` (RFC 3342 §2.2.1).
+    async fn send_transient(&self, envelope: &Envelope, content: &Bytes, recipient: &str) {
+        if let Ok((data, stored)) = datagram::parse_stored(content)
+            && let Some(report) = report::transient(&data, &stored, &[recipient.to_owned()])
+            && let Err(error) = self.reporter.send(envelope.id, report).await
+        {
+            tracing::error!(id = %envelope.id, %error, "queueing the transient report failed");
         }
     }
 

@@ -230,12 +230,16 @@ pub(crate) fn transient(data: &Data, content: &Content, recipients: &[String]) -
     })
 }
 
-/// The report's datagram id: derived from the datagram reported on and
-/// what is reported, so the same report enqueued twice (a crash between
-/// enqueueing it and confirming it) is a duplicate.
-fn report_id(about: DatagramId, report: &Report) -> DatagramId {
+/// The report's datagram id: derived from the reporting service, the
+/// datagram reported on and what is reported, so the same report enqueued
+/// twice (a crash between enqueueing it and confirming it) is a duplicate,
+/// while the same status reported by two relays (a `targetHop='all'`
+/// trace) is not.
+fn report_id(service: &Endpoint, about: DatagramId, report: &Report) -> DatagramId {
     let mut digest = Sha256::new();
     digest.update(b"imxp report\0");
+    digest.update(datagram::key(service).as_bytes());
+    digest.update([0]);
     digest.update(about.as_bytes());
     digest.update([report.kind.tag()]);
     digest.update(report.status.trans_id.to_be_bytes());
@@ -382,7 +386,7 @@ impl Reporter {
             );
             options.deadline_ms = Some(now + u64::from(return_trip));
         }
-        let id = report_id(about, &report);
+        let id = report_id(&data.originator.identity, about, &report);
         let payload = Bytes::from(data.to_payload(&content));
         let incoming = Incoming {
             id,
@@ -604,9 +608,15 @@ mod tests {
         assert_eq!(report.status.trans_id, 86);
         // Same report, same id; different content, different id.
         let about = DatagramId::from_bytes([1; 16]);
-        assert_eq!(report_id(about, &report), report_id(about, &report.clone()));
+        let a = ep("apex=report@a.test");
+        let b = ep("apex=report@b.test");
+        assert_eq!(
+            report_id(&a, about, &report),
+            report_id(&a, about, &report.clone())
+        );
+        assert_ne!(report_id(&a, about, &report), report_id(&b, about, &report));
         let mut other = report.clone();
         other.status.destinations[0].reply.code = ReplyCode(250);
-        assert_ne!(report_id(about, &report), report_id(about, &other));
+        assert_ne!(report_id(&a, about, &report), report_id(&a, about, &other));
     }
 }
