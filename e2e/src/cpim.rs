@@ -100,7 +100,7 @@ impl CpimHeader {
     pub fn local_name(&self) -> &str {
         self.name()
             .split_once('.')
-            .map_or(self.name(), |(_, name)| name)
+            .map_or_else(|| self.name(), |(_, name)| name)
     }
 
     /// The parameters (`;name=value`), values unescaped and unquoted.
@@ -349,7 +349,9 @@ impl CpimAddress {
         let inner = raw_value
             .strip_suffix('>')
             .ok_or_else(|| bad("must end with '<URI>'"))?;
-        let open = inner.rfind('<').ok_or_else(|| bad("no '<' before the URI"))?;
+        let open = inner
+            .rfind('<')
+            .ok_or_else(|| bad("no '<' before the URI"))?;
         let uri = &inner[open + 1..];
         if uri.is_empty() || uri.contains(char::is_whitespace) || !uri.contains(':') {
             return Err(bad("the URI is not an absolute URI"));
@@ -515,12 +517,13 @@ impl CpimMessage {
                 name: header.local_name(),
                 header,
             });
-            if namespace == Some(CPIM_NAMESPACE) && header.local_name() == "NS" {
-                if let Some((prefix, uri)) = ns_declaration(header.raw_value()) {
-                    match prefix {
-                        Some(prefix) => prefixes.push((prefix, uri)),
-                        None => default_ns = uri,
-                    }
+            if namespace == Some(CPIM_NAMESPACE)
+                && header.local_name() == "NS"
+                && let Some((prefix, uri)) = ns_declaration(header.raw_value())
+            {
+                match prefix {
+                    Some(prefix) => prefixes.push((prefix, uri)),
+                    None => default_ns = uri,
                 }
             }
         }
@@ -623,9 +626,7 @@ impl CpimMessage {
                         let namespace = resolved
                             .iter()
                             .take_while(|r| !std::ptr::eq(r.header, require.header))
-                            .filter(|r| {
-                                r.namespace == Some(CPIM_NAMESPACE) && r.name == "NS"
-                            })
+                            .filter(|r| r.namespace == Some(CPIM_NAMESPACE) && r.name == "NS")
                             .filter_map(|r| ns_declaration(r.header.raw_value()))
                             .filter(|(p, _)| *p == Some(prefix))
                             .map(|(_, uri)| uri)
@@ -672,7 +673,8 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 pub fn is_rfc3339(value: &str) -> bool {
     let b = value.as_bytes();
     let digits = |range: std::ops::Range<usize>| {
-        b.get(range).is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+        b.get(range)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
     };
     if b.len() < 20
         || !digits(0..4)
@@ -888,10 +890,7 @@ mod tests {
         assert!(text.contains("cc: Carol Q <im:carol@c.test>\r\n"));
         assert!(text.contains("Subject: tab\\there\\\\ and line\\nbreak \\u0001\r\n"));
         assert_eq!(message.from().unwrap().unwrap(), from);
-        assert_eq!(
-            message.subjects()[0].1,
-            "tab\there\\ and line\nbreak \u{1}"
-        );
+        assert_eq!(message.subjects()[0].1, "tab\there\\ and line\nbreak \u{1}");
         assert_eq!(message.subjects()[1].0.as_deref(), Some("fr"));
         assert!(message.unsupported_required().is_empty());
     }
@@ -919,20 +918,38 @@ mod tests {
     #[test]
     fn malformed_headers_are_named() {
         for (body, why) in [
-            (&b"From:<im:a@b>\r\n\r\nContent-Type: a/b\r\n\r\n"[..], "one space"),
+            (
+                &b"From:<im:a@b>\r\n\r\nContent-Type: a/b\r\n\r\n"[..],
+                "one space",
+            ),
             (b"Fr om: x\r\n\r\nContent-Type: a/b\r\n\r\n", "not allowed"),
-            (b"x.From: <im:a@b>\r\n\r\nContent-Type: a/b\r\n\r\n", "no earlier NS"),
+            (
+                b"x.From: <im:a@b>\r\n\r\nContent-Type: a/b\r\n\r\n",
+                "no earlier NS",
+            ),
             (b"From: <im:a@b>\r\n\r\nhello", "no Content-Type"),
-            (b"From: <im:a@b>\r\nSubject: a\tb\r\n\r\nContent-Type: a/b\r\n\r\n", "escaped"),
+            (
+                b"From: <im:a@b>\r\nSubject: a\tb\r\n\r\nContent-Type: a/b\r\n\r\n",
+                "escaped",
+            ),
             (b"From: <im:a@b>\r\n", "empty line"),
-            (b"Subject:;lang= x\r\n\r\nContent-Type: a/b\r\n\r\n", "empty value"),
+            (
+                b"Subject:;lang= x\r\n\r\nContent-Type: a/b\r\n\r\n",
+                "empty value",
+            ),
         ] {
             let error = CpimMessage::parse(body).unwrap_err().to_string();
             assert!(error.contains(why), "{error}");
         }
-        let message = CpimMessage::parse(b"DateTime: yesterday\r\n\r\nContent-Type: a/b\r\n\r\n")
-            .unwrap();
-        assert!(message.date_time().unwrap_err().to_string().contains("RFC 3339"));
+        let message =
+            CpimMessage::parse(b"DateTime: yesterday\r\n\r\nContent-Type: a/b\r\n\r\n").unwrap();
+        assert!(
+            message
+                .date_time()
+                .unwrap_err()
+                .to_string()
+                .contains("RFC 3339")
+        );
     }
 
     #[test]

@@ -16,8 +16,8 @@
 //!   verification, decryption.
 //! * [`smime`] — OpenSSL CMS: signed (detached and opaque), enveloped and
 //!   authEnveloped data, chain validation against trust anchors.
-//! * [`protect`] — the message level: [`protect::protect`] builds the
-//!   protected entity, [`protect::open`] reads one back into an
+//! * [`mod@protect`] — the message level: [`protect::protect()`] builds the
+//!   protected entity, [`protect::open()`] reads one back into an
 //!   [`Opened`] with a [`Verdict`].
 //! * [`keyring`] — [`Keyring`], the key directory under the user's
 //!   configuration directory.
@@ -25,17 +25,17 @@
 
 pub mod cpim;
 pub mod error;
-//pub mod keyring;
+pub mod keyring;
 pub mod mime;
 pub mod pgp;
-//pub mod protect;
+pub mod protect;
 pub mod smime;
 pub mod uri;
 pub mod verdict;
 
 pub use cpim::{CpimAddress, CpimBuilder, CpimMessage};
 pub use error::E2eError;
-//pub use keyring::Keyring;
-//pub use protect::{Protection, open, protect};
+pub use keyring::Keyring;
+pub use protect::{Protection, open, protect};
 pub use uri::ImUri;
 pub use verdict::{Opened, Scheme, SignatureVerdict, Verdict};

@@ -259,13 +259,17 @@ pub enum Part<'a> {
 /// with mail-builder. Returns the unfolded Content-Type value and the
 /// body, so that the caller can carry them separately (an APEX content
 /// part) or together ([`join_entity`]).
-pub fn multipart(media_type: &str, params: &[(&str, &str)], parts: &[Part<'_>]) -> (String, Vec<u8>) {
+pub fn multipart(
+    media_type: &str,
+    params: &[(&str, &str)],
+    parts: &[Part<'_>],
+) -> (String, Vec<u8>) {
     let boundary = mail_builder::mime::make_boundary("_");
     let mut content_type = BuilderContentType::new(media_type.to_owned());
     for (name, value) in params {
         content_type = content_type.attribute((*name).to_owned(), (*value).to_owned());
     }
-    content_type = content_type.attribute("boundary", boundary.clone());
+    content_type = content_type.attribute("boundary", boundary);
     let children = parts
         .iter()
         .map(|part| match part {
@@ -313,7 +317,8 @@ pub fn multipart(media_type: &str, params: &[(&str, &str)], parts: &[Part<'_>]) 
         })
         .collect::<Vec<_>>();
     let whole = write_part(MimePart::new(content_type, BodyPart::Multipart(children)));
-    let entity = split_entity(&whole).unwrap_or_else(|_| unreachable!("mail-builder wrote headers"));
+    let entity =
+        split_entity(&whole).unwrap_or_else(|_| unreachable!("mail-builder wrote headers"));
     let value = entity
         .header("content-type")
         .unwrap_or_else(|| unreachable!("mail-builder wrote a Content-Type"));
@@ -413,10 +418,17 @@ mod tests {
     #[test]
     fn multipart_round_trips_through_the_splitter() {
         let inner = text_entity("hello  \nwörld");
-        assert!(inner.is_ascii(), "7-bit: {}", String::from_utf8_lossy(&inner));
+        assert!(
+            inner.is_ascii(),
+            "7-bit: {}",
+            String::from_utf8_lossy(&inner)
+        );
         let (content_type, body) = multipart(
             "multipart/signed",
-            &[("protocol", "application/pgp-signature"), ("micalg", "pgp-sha256")],
+            &[
+                ("protocol", "application/pgp-signature"),
+                ("micalg", "pgp-sha256"),
+            ],
             &[
                 Part::Raw(&inner),
                 Part::Ascii {
@@ -434,9 +446,16 @@ mod tests {
         let parts = split_multipart(split.body, split.param("boundary").unwrap()).unwrap();
         assert_eq!(parts[0], &inner[..]);
         let readable = readable(parts[0]).unwrap();
-        assert_eq!(readable.text.unwrap().replace("\r\n", "\n"), "hello  \nwörld");
+        assert_eq!(
+            readable.text.unwrap().replace("\r\n", "\n"),
+            "hello  \nwörld"
+        );
         let sig = split_entity(parts[1]).unwrap();
-        assert!(sig.decoded_body().unwrap().starts_with(b"-----BEGIN PGP SIGNATURE"));
+        assert!(
+            sig.decoded_body()
+                .unwrap()
+                .starts_with(b"-----BEGIN PGP SIGNATURE")
+        );
     }
 
     #[test]
@@ -453,7 +472,10 @@ mod tests {
         let entity = join_entity(&content_type, &body);
         let split = split_entity(&entity).unwrap();
         let parts = split_multipart(split.body, split.param("boundary").unwrap()).unwrap();
-        assert_eq!(split_entity(parts[0]).unwrap().decoded_body().unwrap(), [0, 1, 2, 255]);
+        assert_eq!(
+            split_entity(parts[0]).unwrap().decoded_body().unwrap(),
+            [0, 1, 2, 255]
+        );
     }
 
     #[test]

@@ -16,8 +16,8 @@ use openpgp::crypto::SessionKey;
 use openpgp::packet::{PKESK, SKESK};
 use openpgp::parse::Parse;
 use openpgp::parse::stream::{
-    DecryptionHelper, DecryptorBuilder, DetachedVerifierBuilder, MessageLayer,
-    MessageStructure, VerificationError, VerificationHelper,
+    DecryptionHelper, DecryptorBuilder, DetachedVerifierBuilder, MessageLayer, MessageStructure,
+    VerificationError, VerificationHelper,
 };
 use openpgp::policy::StandardPolicy;
 use openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message, Signer as PgpSigner};
@@ -75,10 +75,10 @@ impl PgpKeys {
     }
 
     fn find(&self, handle: &KeyHandle) -> Option<&Cert> {
-        self.secrets
-            .iter()
-            .chain(&self.certs)
-            .find(|cert| cert.keys().any(|key| key.key().key_handle().aliases(handle)))
+        self.secrets.iter().chain(&self.certs).find(|cert| {
+            cert.keys()
+                .any(|key| key.key().key_handle().aliases(handle))
+        })
     }
 }
 
@@ -113,7 +113,12 @@ pub fn primary_user_id(cert: &Cert) -> Option<String> {
     let policy = StandardPolicy::new();
     cert.with_policy(&policy, None)
         .ok()
-        .and_then(|valid| valid.primary_userid().ok().map(|u| u.userid().value().to_vec()))
+        .and_then(|valid| {
+            valid
+                .primary_userid()
+                .ok()
+                .map(|u| u.userid().value().to_vec())
+        })
         .or_else(|| cert.userids().next().map(|u| u.userid().value().to_vec()))
         .map(|value| String::from_utf8_lossy(&value).into_owned())
 }
@@ -182,11 +187,13 @@ pub fn sign_detached(signer: &Cert, data: &[u8]) -> Result<(String, String), E2e
             .detached()
             .build()
             .map_err(pgp_error("signer"))?;
-        message.write_all(data).map_err(|e| E2eError::Pgp(format!("signing: {e}")))?;
+        message
+            .write_all(data)
+            .map_err(|e| E2eError::Pgp(format!("signing: {e}")))?;
         message.finalize().map_err(pgp_error("signing"))?;
     }
-    let signature = openpgp::Packet::from_bytes(&out)
-        .map_err(pgp_error("reading back the signature"))?;
+    let signature =
+        openpgp::Packet::from_bytes(&out).map_err(pgp_error("reading back the signature"))?;
     let micalg = match signature {
         openpgp::Packet::Signature(sig) => micalg(sig.hash_algo()),
         _ => "pgp-sha512".to_owned(),
@@ -213,7 +220,11 @@ fn micalg(hash: openpgp::types::HashAlgorithm) -> String {
 /// Encrypts `data` to `recipients` (their transport-encryption keys); if
 /// `signer` is given the data is signed inside the encryption (RFC 3156
 /// §6.2). Returns the armored OpenPGP message.
-pub fn encrypt(data: &[u8], recipients: &[&Cert], signer: Option<&Cert>) -> Result<String, E2eError> {
+pub fn encrypt(
+    data: &[u8],
+    recipients: &[&Cert],
+    signer: Option<&Cert>,
+) -> Result<String, E2eError> {
     let policy = StandardPolicy::new();
     let mut keys = Vec::new();
     for cert in recipients {
@@ -254,7 +265,9 @@ pub fn encrypt(data: &[u8], recipients: &[&Cert], signer: Option<&Cert>) -> Resu
         let mut message = LiteralWriter::new(message)
             .build()
             .map_err(pgp_error("literal data"))?;
-        message.write_all(data).map_err(|e| E2eError::Pgp(format!("encrypting: {e}")))?;
+        message
+            .write_all(data)
+            .map_err(|e| E2eError::Pgp(format!("encrypting: {e}")))?;
         message.finalize().map_err(pgp_error("encrypting"))?;
     }
     String::from_utf8(out).map_err(|_| E2eError::Pgp("armor is not UTF-8".into()))
@@ -274,7 +287,13 @@ pub fn verify_detached(data: &[u8], signature: &[u8], keys: &PgpKeys) -> Signatu
         Ok(helper) => helper
             .reports
             .into_iter()
-            .reduce(|worse, next| if rank(next.verdict) > rank(worse.verdict) { next } else { worse })
+            .reduce(|worse, next| {
+                if rank(next.verdict) > rank(worse.verdict) {
+                    next
+                } else {
+                    worse
+                }
+            })
             .unwrap_or_else(|| bad("the signature part holds no signature")),
         Err(error) => bad(&format!("unreadable signature: {error:#}")),
     }
@@ -453,11 +472,11 @@ impl DecryptionHelper for Helper<'_> {
                     let Ok(mut pair) = key.key().clone().into_keypair() else {
                         continue;
                     };
-                    if let Some((algo, session_key)) = pkesk.decrypt(&mut pair, sym_algo) {
-                        if decrypt(algo, &session_key) {
-                            self.cipher = algo.or(sym_algo);
-                            return Ok(Some(cert.clone()));
-                        }
+                    if let Some((algo, session_key)) = pkesk.decrypt(&mut pair, sym_algo)
+                        && decrypt(algo, &session_key)
+                    {
+                        self.cipher = algo.or(sym_algo);
+                        return Ok(Some(cert.clone()));
                     }
                 }
             }
@@ -466,7 +485,9 @@ impl DecryptionHelper for Helper<'_> {
             "no secret key in the keyring can decrypt this message (recipients: {})",
             pkesks
                 .iter()
-                .map(|p| p.recipient().map_or_else(|| "hidden".to_owned(), |r| r.to_string()))
+                .map(|p| p
+                    .recipient()
+                    .map_or_else(|| "hidden".to_owned(), |r| r.to_string()))
                 .collect::<Vec<_>>()
                 .join(", ")
         ))
@@ -491,7 +512,10 @@ mod tests {
             .map(|n| generate(&ImUri::from_address(n).unwrap()).unwrap())
             .collect();
         let keys = PgpKeys {
-            certs: certs.iter().map(|c| c.clone().strip_secret_key_material()).collect(),
+            certs: certs
+                .iter()
+                .map(|c| c.clone().strip_secret_key_material())
+                .collect(),
             secrets: certs.clone(),
             trusted: certs.iter().map(Cert::fingerprint).collect(),
         };
@@ -511,12 +535,16 @@ mod tests {
         assert_eq!(signer.fingerprint, certs[0].fingerprint().to_hex());
         assert_eq!(signer.user_id.as_deref(), Some("<im:alice@a.test>"));
 
-        let tampered = verify_detached(b"Content-Type: text/plain\r\n\r\nhellO\r\n", armor.as_bytes(), &keys);
+        let tampered = verify_detached(
+            b"Content-Type: text/plain\r\n\r\nhellO\r\n",
+            armor.as_bytes(),
+            &keys,
+        );
         assert_eq!(tampered.verdict, SignatureVerdict::Bad);
 
         let untrusted = PgpKeys {
             trusted: HashSet::new(),
-            ..keys.clone()
+            ..keys
         };
         assert_eq!(
             verify_detached(data, armor.as_bytes(), &untrusted).verdict,
@@ -547,11 +575,14 @@ mod tests {
         assert_eq!(plaintext.as_deref(), Some(&b"secret text"[..]));
         assert_eq!(signatures.len(), 1);
         assert_eq!(signatures[0].verdict, SignatureVerdict::Good);
-        assert_eq!(signatures[0].signer.as_ref().unwrap().identities, vec![alice]);
+        assert_eq!(
+            signatures[0].signer.as_ref().unwrap().identities,
+            vec![alice]
+        );
 
         let alice_only = PgpKeys {
             secrets: vec![certs[0].clone()],
-            ..keys.clone()
+            ..keys
         };
         let (report, plaintext, _) = decrypt(ciphertext.as_bytes(), &alice_only);
         assert!(report.result.unwrap_err().contains("no secret key"));
@@ -565,7 +596,10 @@ mod tests {
         assert!(!public[0].is_tsk());
         let secret = read_certs(&armored_secret(&certs[0]).unwrap()).unwrap();
         assert!(secret[0].is_tsk());
-        assert_eq!(identities(&secret[0]), vec![ImUri::from_address("carol@c.test").unwrap()]);
+        assert_eq!(
+            identities(&secret[0]),
+            vec![ImUri::from_address("carol@c.test").unwrap()]
+        );
         assert!(read_certs(b"not a key").is_err());
     }
 }

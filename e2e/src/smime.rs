@@ -43,10 +43,13 @@ fn smime_error(context: &str) -> impl FnOnce(openssl::error::ErrorStack) -> E2eE
 /// The content encryption of an enveloped message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Envelope {
-    /// EnvelopedData with AES-256-CBC (RFC 8551 §2.7, MUST support).
-    #[default]
+    /// EnvelopedData with AES-256-CBC, for older agents: CBC has no
+    /// integrity of its own, so only a signature inside protects the
+    /// content from changes.
     Enveloped,
-    /// AuthEnvelopedData with AES-256-GCM (RFC 5083, RFC 8551 §2.7).
+    /// AuthEnvelopedData with AES-256-GCM (RFC 5083), the S/MIME 4.0
+    /// default (RFC 8551 §2.7: sending agents MUST support AES-GCM).
+    #[default]
     AuthEnveloped,
 }
 
@@ -124,7 +127,9 @@ impl SmimeKeys {
             .iter()
             .chain(self.keys.iter().map(|(cert, _)| cert))
         {
-            stack.push(cert.clone()).map_err(smime_error("certificate stack"))?;
+            stack
+                .push(cert.clone())
+                .map_err(smime_error("certificate stack"))?;
         }
         Ok(stack)
     }
@@ -193,14 +198,24 @@ pub fn generate_ca(name: &str) -> Result<(X509, PKey<Private>), E2eError> {
     let mut builder = X509Builder::new().map_err(smime_error(context))?;
     builder.set_version(2).map_err(smime_error(context))?;
     let serial = serial()?;
-    builder.set_serial_number(&serial).map_err(smime_error(context))?;
-    builder.set_subject_name(&subject).map_err(smime_error(context))?;
-    builder.set_issuer_name(&subject).map_err(smime_error(context))?;
+    builder
+        .set_serial_number(&serial)
+        .map_err(smime_error(context))?;
+    builder
+        .set_subject_name(&subject)
+        .map_err(smime_error(context))?;
+    builder
+        .set_issuer_name(&subject)
+        .map_err(smime_error(context))?;
     builder.set_pubkey(&key).map_err(smime_error(context))?;
     set_validity(&mut builder, 3650)?;
     let extensions = [
         BasicConstraints::new().critical().ca().build(),
-        KeyUsage::new().critical().key_cert_sign().crl_sign().build(),
+        KeyUsage::new()
+            .critical()
+            .key_cert_sign()
+            .crl_sign()
+            .build(),
         SubjectKeyIdentifier::new().build(&builder.x509v3_context(None, None)),
     ];
     for extension in extensions {
@@ -221,7 +236,9 @@ fn set_validity(builder: &mut X509Builder, days: u32) -> Result<(), E2eError> {
     builder
         .set_not_before(&not_before)
         .map_err(smime_error(context))?;
-    builder.set_not_after(&not_after).map_err(smime_error(context))
+    builder
+        .set_not_after(&not_after)
+        .map_err(smime_error(context))
 }
 
 /// An S/MIME certificate for `identity` (subjectAltName
@@ -241,8 +258,12 @@ pub fn generate_cert(
     let mut builder = X509Builder::new().map_err(smime_error(context))?;
     builder.set_version(2).map_err(smime_error(context))?;
     let serial = serial()?;
-    builder.set_serial_number(&serial).map_err(smime_error(context))?;
-    builder.set_subject_name(&subject).map_err(smime_error(context))?;
+    builder
+        .set_serial_number(&serial)
+        .map_err(smime_error(context))?;
+    builder
+        .set_subject_name(&subject)
+        .map_err(smime_error(context))?;
     match issuer {
         Some((ca, _)) => builder.set_issuer_name(ca.subject_name()),
         None => builder.set_issuer_name(&subject),
@@ -275,7 +296,9 @@ pub fn generate_cert(
             .issuer(false)
             .build(&builder.x509v3_context(Some(ca), None))
             .map_err(smime_error(context))?;
-        builder.append_extension(aki).map_err(smime_error(context))?;
+        builder
+            .append_extension(aki)
+            .map_err(smime_error(context))?;
     }
     let signing_key = issuer.map_or(&key, |(_, ca_key)| ca_key);
     builder
@@ -309,7 +332,9 @@ pub fn encrypt(data: &[u8], recipients: &[&X509], envelope: Envelope) -> Result<
     }
     let mut stack = Stack::new().map_err(smime_error("recipients"))?;
     for cert in recipients {
-        stack.push((*cert).clone()).map_err(smime_error("recipients"))?;
+        stack
+            .push((*cert).clone())
+            .map_err(smime_error("recipients"))?;
     }
     let cipher = match envelope {
         Envelope::Enveloped => Cipher::aes_256_cbc(),
@@ -335,7 +360,10 @@ pub fn decrypt(der: &[u8], keys: &SmimeKeys) -> (DecryptionReport, Option<Vec<u8
         Err(error) => return (report(Err(format!("unreadable CMS object: {error}"))), None),
     };
     if keys.keys.is_empty() {
-        return (report(Err("no S/MIME private key in the keyring".into())), None);
+        return (
+            report(Err("no S/MIME private key in the keyring".into())),
+            None,
+        );
     }
     let mut last_error = String::new();
     for (cert, key) in &keys.keys {
@@ -404,7 +432,9 @@ pub fn verify(
                 },
                 signer,
                 if unknown {
-                    format!("the signer's certificate is neither in the message nor in the keyring: {text}")
+                    format!(
+                        "the signer's certificate is neither in the message nor in the keyring: {text}"
+                    )
                 } else {
                     format!("bad signature: {text}")
                 },
@@ -415,7 +445,13 @@ pub fn verify(
     let content = detached.is_none().then_some(content);
     // 2. The chain.
     let chained = parse().and_then(|mut cms| {
-        cms.verify(Some(&extra), Some(&store), detached, None, CMSOptions::BINARY)
+        cms.verify(
+            Some(&extra),
+            Some(&store),
+            detached,
+            None,
+            CMSOptions::BINARY,
+        )
     });
     match chained {
         Ok(()) => {
@@ -470,7 +506,7 @@ mod tests {
         let keys = SmimeKeys {
             certs: vec![],
             keys: vec![(alice.clone(), alice_key.clone())],
-            anchors: vec![ca.clone()],
+            anchors: vec![ca],
         };
         let data = b"Content-Type: text/plain\r\n\r\nhi\r\n";
         let detached = sign(data, &alice, &alice_key, true).unwrap();
@@ -481,7 +517,11 @@ mod tests {
         assert_eq!(signer.identities, vec![uri("alice@a.test")]);
         assert_eq!(signer.fingerprint, fingerprint(&alice));
 
-        let (report, _) = verify(&detached, Some(b"Content-Type: text/plain\r\n\r\nho\r\n"), &keys);
+        let (report, _) = verify(
+            &detached,
+            Some(b"Content-Type: text/plain\r\n\r\nho\r\n"),
+            &keys,
+        );
         assert_eq!(report.verdict, SignatureVerdict::Bad);
 
         let opaque = sign(data, &alice, &alice_key, false).unwrap();
@@ -491,7 +531,12 @@ mod tests {
 
         let untrusting = SmimeKeys::default();
         let (report, _) = verify(&detached, Some(data), &untrusting);
-        assert_eq!(report.verdict, SignatureVerdict::Untrusted, "{}", report.detail);
+        assert_eq!(
+            report.verdict,
+            SignatureVerdict::Untrusted,
+            "{}",
+            report.detail
+        );
     }
 
     #[test]

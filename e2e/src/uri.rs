@@ -39,7 +39,9 @@ impl ImUri {
             .chars()
             .find(|c| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | '"' | '?'))
         {
-            return Err(bad(&format!("character {c:?} is not allowed in an address")));
+            return Err(bad(&format!(
+                "character {c:?} is not allowed in an address"
+            )));
         }
         if domain.contains('@') || local.contains('@') {
             return Err(bad("more than one '@'"));
@@ -128,7 +130,10 @@ mod tests {
         let uri = ImUri::from_address("alice@A.Test").unwrap();
         assert_eq!(uri.to_string(), "im:alice@a.test");
         assert_eq!(ImUri::parse("im:alice@a.test").unwrap(), uri);
-        assert_eq!(ImUri::parse("IM:alice@a.test").unwrap().address(), "alice@a.test");
+        assert_eq!(
+            ImUri::parse("IM:alice@a.test").unwrap().address(),
+            "alice@a.test"
+        );
     }
 
     #[test]
