@@ -88,16 +88,20 @@ impl Entity<'_> {
 /// Splits an entity at the first empty line. An entity that starts with an
 /// empty line has no headers.
 pub fn split_entity(entity: &[u8]) -> Result<Entity<'_>, E2eError> {
-    let (headers, body) = if let Some(rest) = entity.strip_prefix(b"\r\n") {
-        (&entity[..0], rest)
-    } else if let Some(at) = find(entity, b"\r\n\r\n") {
-        (&entity[..at + 2], &entity[at + 4..])
-    } else if let Some(at) = find(entity, b"\n\n") {
-        (&entity[..at + 1], &entity[at + 2..])
-    } else {
-        return Err(mime_error(
-            "the entity has no empty line between headers and body",
-        ));
+    // The first empty line (CRLF, or a bare LF as some tools write) ends
+    // the headers.
+    let mut line_start = 0;
+    let (headers, body) = loop {
+        let Some(newline) = find(&entity[line_start..], b"\n").map(|i| line_start + i) else {
+            return Err(mime_error(
+                "the entity has no empty line between headers and body",
+            ));
+        };
+        let line = &entity[line_start..newline];
+        if line.is_empty() || line == b"\r" {
+            break (&entity[..line_start], &entity[newline + 1..]);
+        }
+        line_start = newline + 1;
     };
     let (media_type, params) = match header_value(headers, "content-type") {
         None => ("text/plain".to_owned(), Vec::new()),
@@ -476,6 +480,18 @@ mod tests {
             split_entity(parts[0]).unwrap().decoded_body().unwrap(),
             [0, 1, 2, 255]
         );
+    }
+
+    #[test]
+    fn headers_end_at_the_first_empty_line() {
+        let entity = b"MIME-Version: 1.0\nContent-Type: text/plain\n\nbody\r\n\r\nmore";
+        let split = split_entity(entity).unwrap();
+        assert_eq!(split.body, b"body\r\n\r\nmore");
+        assert_eq!(split.media_type(), "text/plain");
+        let split = split_entity(b"\r\nno headers").unwrap();
+        assert!(split.headers.is_empty());
+        assert_eq!(split.media_type(), "text/plain");
+        assert!(split_entity(b"Content-Type: a/b\r\n").is_err());
     }
 
     #[test]

@@ -83,11 +83,16 @@ impl PgpKeys {
 }
 
 /// Makes a new OpenPGP key for `identity`: a certification primary key with
-/// a signing and an encryption subkey (Curve25519), user ID `<im:…>`.
+/// a signing and an encryption subkey (Curve25519), user ID `<im:…>`. The
+/// key is v4 and announces only SEIPDv1 (RFC 4880 §5.13), so that senders
+/// such as GnuPG 2.2, which know no SEIPDv2, can encrypt to it and read
+/// what is encrypted with it.
 pub fn generate(identity: &ImUri) -> Result<Cert, E2eError> {
     let (cert, _revocation) = CertBuilder::general_purpose(Some(format!("<{identity}>")))
         .set_profile(openpgp::Profile::RFC4880)
         .map_err(pgp_error("key profile"))?
+        .set_features(openpgp::types::Features::empty().set_seipdv1())
+        .map_err(pgp_error("key features"))?
         .generate()
         .map_err(pgp_error("generating a key"))?;
     Ok(cert)
