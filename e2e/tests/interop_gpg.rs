@@ -225,9 +225,7 @@ fn imxp_reads_what_gpg_writes() {
     assert_eq!(dave.fingerprint().to_hex(), dave_fpr);
     assert_eq!(pgp::identities(&dave), vec![uri("dave@d.test")]);
     keys.pgp.trusted.insert(dave.fingerprint());
-    keys.pgp
-        .certs
-        .push(dave.clone().strip_secret_key_material());
+    keys.pgp.certs.push(dave.strip_secret_key_material());
     // gpg learns Bob's certificate.
     let bob = keys.pgp.cert_for(&uri("bob@b.test")).unwrap().clone();
     let bob_file = gpg.write("bob.asc", &pgp::armored_cert(&bob).unwrap());
@@ -286,7 +284,7 @@ fn imxp_reads_what_gpg_writes() {
     assert!(opened.warnings.is_empty(), "{:?}", opened.warnings);
 
     // The same signature over other octets is bad.
-    let mut other = entity.clone();
+    let mut other = entity;
     let last = other.len() - 1;
     other[last] ^= 0x01;
     let (content_type, body) = mime::multipart(
