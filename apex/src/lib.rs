@@ -70,6 +70,7 @@
 //! # Ok::<(), imxp_apex::ApexError>(())
 //! ```
 
+pub mod access;
 pub mod address;
 pub mod attach;
 pub mod bind;
