@@ -77,6 +77,8 @@ pub mod bind;
 pub mod code;
 pub mod data;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod limits;
 pub mod message;
 pub mod mime;
