@@ -181,7 +181,14 @@ async fn run_channel(
                 match authorize_data(&relay, &bound, &incoming.originator, &incoming.recipients) {
                     Err(refusal) => Err(refusal),
                     Ok(()) => {
-                        intake::spawn(&writes, &relay, &handle, msgno, incoming);
+                        intake::spawn(
+                            &writes,
+                            &relay,
+                            &handle,
+                            msgno,
+                            incoming,
+                            crate::options::Source::Mesh,
+                        );
                         continue;
                     }
                 }
