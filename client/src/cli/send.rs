@@ -30,6 +30,8 @@ pub(crate) struct SendArgs {
     /// the content is UTF-8 text, else application/octet-stream).
     #[arg(long, value_name = "TYPE")]
     pub(crate) content_type: Option<String>,
+    #[command(flatten)]
+    pub(crate) protection: super::protect::ProtectArgs,
 }
 
 /// The content type and the octets to send.
