@@ -31,7 +31,28 @@
 //!
 //! [queue]
 //! max_lifetime = "1d"
+//!
+//! [options]                  # RFC 3340 §4.4.4.1: options added at ingress
+//! default_hops = 16          # a dataHopping budget for data from endpoints
+//!                            # that carry none (loop protection); 0: off
+//! ingress = ["<option internal='hold4Endpoint' />"]  # added unless present
+//!
+//! [reports]                  # the report service apex=report@<domain>
+//! max_per_originator_per_minute = 60   # beyond: dropped, counted, logged
+//!
+//! [access]                   # the access service, RFC 3341
+//! default_data = ["*@*"]     # who may send data to a local endpoint unless
+//!                            # its owner says otherwise; [] = RFC defaults
+//! admins = ["postmaster@example.com"]  # may read and set anyone's entries
 //! ```
+//!
+//! `[access] default_data` lists actors (`*@*`, `*@example.com`,
+//! `*@*.example.com`, `fred@example.com`, …) that get `core:data` on every
+//! local endpoint by default; an owner's own entry for the same or a more
+//! exact actor overrides it (RFC 3341 §3.1). It defaults to `["*@*"]`:
+//! everyone may write to everyone unless the owner blocks them. With
+//! `default_data = []` the RFC's own defaults apply, under which no
+//! ordinary endpoint may send data to another until the owner allows it.
 
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -103,6 +124,25 @@ struct File {
     queue: QueueSection,
     #[serde(default)]
     limits: LimitsSection,
+    #[serde(default)]
+    access: AccessSection,
+    #[serde(default)]
+    options: OptionsSection,
+    #[serde(default)]
+    reports: ReportsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptionsSection {
+    default_hops: Option<u32>,
+    ingress: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportsSection {
+    max_per_originator_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -167,7 +207,24 @@ struct LimitsSection {
     max_sessions: Option<usize>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessSection {
+    default_data: Option<Vec<String>>,
+    admins: Option<Vec<String>>,
+}
+
 // ===== typed settings =====
+
+/// The access service's site policy (`[access]`, RFC 3341).
+#[derive(Debug, Clone)]
+pub struct AccessSettings {
+    /// Actors that may send data (`core:data`) to every local endpoint
+    /// unless its owner set an entry that says otherwise.
+    pub default_data: Vec<imxp_apex::access::Actor>,
+    /// Endpoints that may query, get and set every local owner's entries.
+    pub admins: Vec<imxp_apex::Endpoint>,
+}
 
 /// TLS settings.
 #[derive(Debug, Clone)]
@@ -197,6 +254,25 @@ pub struct QueueSettings {
     pub max_per_destination: usize,
     /// Time allowed to connect, tune and bind to a next relay.
     pub connect_timeout: Duration,
+}
+
+/// Options the relay adds to data from endpoints (`[options]`).
+#[derive(Debug, Clone, Default)]
+pub struct OptionSettings {
+    /// `default_hops`: the `dataHopping` budget added to data that carries
+    /// none (RFC 3342 §4); 0 adds nothing.
+    pub default_hops: u8,
+    /// `ingress`: options added to data that carries none of the same name.
+    pub ingress: Vec<imxp_apex::ApexOption>,
+}
+
+/// The report service (`[reports]`, RFC 3340 §6.2).
+#[derive(Debug, Clone)]
+pub struct ReportSettings {
+    /// `max_per_originator_per_minute`: reports generated for one
+    /// originator per minute; beyond, they are dropped (counted and
+    /// logged). 0 turns reports off.
+    pub max_per_originator_per_minute: u32,
 }
 
 /// Which spool engine to use.
@@ -242,6 +318,12 @@ pub struct Config {
     pub max_message_size: usize,
     /// Concurrent sessions, all listeners together.
     pub max_sessions: usize,
+    /// Options added at ingress.
+    pub options: OptionSettings,
+    /// The report service.
+    pub reports: ReportSettings,
+    /// Access service policy.
+    pub access: AccessSettings,
 }
 
 impl Config {
@@ -381,7 +463,26 @@ impl Config {
         if max_message_size < 4096 {
             return Err(invalid("limits.max_message_size", "must be at least 4096"));
         }
+        let default_hops = file.options.default_hops.unwrap_or(0);
+        let default_hops = u8::try_from(default_hops)
+            .map_err(|_| invalid("options.default_hops", "must be 0..255 (RFC 3342 HOPS)"))?;
+        let mut ingress = Vec::new();
+        for (i, text) in file.options.ingress.unwrap_or_default().iter().enumerate() {
+            let option = imxp_apex::ApexOption::parse(text.as_bytes())
+                .map_err(|e| invalid(format!("options.ingress[{i}]"), e.to_string()))?;
+            ingress.push(option);
+        }
+        let reports = ReportSettings {
+            max_per_originator_per_minute: file.reports.max_per_originator_per_minute.unwrap_or(60),
+        };
+        let access = access_settings(file.access)?;
         Ok(Self {
+            access,
+            options: OptionSettings {
+                default_hops,
+                ingress,
+            },
+            reports,
             domains,
             state_dir,
             allow_root: file.relay.allow_root.unwrap_or(false),
@@ -404,6 +505,33 @@ impl Config {
     pub fn serves(&self, domain: &str) -> bool {
         self.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
     }
+}
+
+fn access_settings(section: AccessSection) -> Result<AccessSettings, ConfigError> {
+    let default_data = section
+        .default_data
+        .unwrap_or_else(|| vec!["*@*".to_owned()])
+        .iter()
+        .enumerate()
+        .map(|(i, actor)| {
+            imxp_apex::access::Actor::parse(actor)
+                .map_err(|e| invalid(format!("access.default_data[{i}]"), e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    let admins = section
+        .admins
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, admin)| {
+            imxp_apex::Endpoint::parse(admin)
+                .map_err(|e| invalid(format!("access.admins[{i}]"), format!("{admin:?}: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(AccessSettings {
+        default_data,
+        admins,
+    })
 }
 
 fn listen_addresses(
@@ -524,6 +652,20 @@ mod tests {
         assert_eq!(config.spool_engine, SpoolEngine::Redb);
         assert_eq!(config.queue.max_lifetime, Duration::from_secs(86_400));
         assert!(config.serves("EXAMPLE.com"));
+        assert_eq!(config.options.default_hops, 0);
+        assert!(config.options.ingress.is_empty());
+        assert_eq!(config.reports.max_per_originator_per_minute, 60);
+    }
+
+    #[test]
+    fn options_and_reports() {
+        let config = parse(&format!(
+            "{MINIMAL}[options]\ndefault_hops = 8\ningress = [\"<option internal='hold4Endpoint' />\"]\n[reports]\nmax_per_originator_per_minute = 5\n"
+        ))
+        .unwrap();
+        assert_eq!(config.options.default_hops, 8);
+        assert!(config.options.ingress[0].is_internal("hold4Endpoint"));
+        assert_eq!(config.reports.max_per_originator_per_minute, 5);
     }
 
     #[test]
@@ -610,8 +752,49 @@ mod tests {
             error_key(&format!("{base}[dns]\nnameservers = [\"dns.google\"]")),
             "dns.nameservers[0]"
         );
+        assert_eq!(
+            error_key(&format!("{base}[options]\ndefault_hops = 256")),
+            "options.default_hops"
+        );
+        assert_eq!(
+            error_key(&format!(
+                "{base}[options]\ningress = [\"<option internal='a' />\", \"<option />\"]"
+            )),
+            "options.ingress[1]"
+        );
         let typo = error_key(&format!("{base}[queue]\nmax_lifetme = \"1d\""));
         assert!(typo.contains("max_lifetme"), "{typo}");
+    }
+
+    #[test]
+    fn access_settings() {
+        let base = "[relay]\ndomains = [\"a.test\"]\nstate_dir = \"s\"\n[tls]\nrequired = false\n";
+        let config = parse(base).unwrap();
+        let keys: Vec<String> = config.access.default_data.iter().map(|a| a.key()).collect();
+        assert_eq!(keys, ["*@*"], "everyone may write unless blocked");
+        assert!(config.access.admins.is_empty());
+        let config = parse(&format!(
+            "{base}[access]\ndefault_data = []\nadmins = [\"postmaster@a.test\"]\n"
+        ))
+        .unwrap();
+        assert!(config.access.default_data.is_empty());
+        assert_eq!(config.access.admins[0].to_string(), "postmaster@a.test");
+        let config = parse(&format!(
+            "{base}[access]\ndefault_data = [\"*@*.A.test\", \"fred/*@b.test\"]\n"
+        ))
+        .unwrap();
+        let keys: Vec<String> = config.access.default_data.iter().map(|a| a.key()).collect();
+        assert_eq!(keys, ["*@*.a.test", "fred/*@b.test"]);
+        assert_eq!(
+            error_key(&format!(
+                "{base}[access]\ndefault_data = [\"*@*\", \"fr*d@a.test\"]\n"
+            )),
+            "access.default_data[1]"
+        );
+        assert_eq!(
+            error_key(&format!("{base}[access]\nadmins = [\"postmaster\"]\n")),
+            "access.admins[0]"
+        );
     }
 
     #[test]

@@ -4,12 +4,14 @@
 //! and on shutdown stops accepting, lets sessions and deliveries finish,
 //! and closes the spool.
 
+use crate::access::Access;
 use crate::attachments::Attachments;
 use crate::auth::EdgeSasl;
 use crate::config::{Config, SpoolEngine};
 use crate::deliver::Deliverer;
 use crate::outbound::Outbound;
 use crate::qmgr::Scheduler;
+use crate::report::Reporter;
 use crate::route::{DnsSettings, Router};
 use crate::{edge, mesh, tls};
 use imxp_spool::{EngineKind, RetryPolicy, Spool, SpoolConfig};
@@ -47,6 +49,9 @@ pub enum RelayError {
     /// The router could not be set up.
     #[error("routing: {0}")]
     Route(#[from] crate::route::RouteError),
+    /// The access entries could not be read.
+    #[error("access entries: {0}")]
+    Access(String),
 }
 
 /// Bound listening sockets.
@@ -155,6 +160,7 @@ pub(crate) struct Relay {
     pub(crate) attachments: Attachments,
     pub(crate) tls: TlsMaterial,
     pub(crate) sasl: EdgeSasl,
+    pub(crate) access: Access,
     next_session: AtomicU64,
 }
 
@@ -204,6 +210,8 @@ pub async fn run(
         resumed = report.resumed,
         "spool open"
     );
+    let access = Access::open(&config.state_dir, &config.access)
+        .map_err(|e| RelayError::Access(e.to_string()))?;
     let tls = TlsMaterial::load(&config)?;
     let sasl = EdgeSasl::open(&config.users)?.allow_plain_without_tls(!config.tls.required);
     let router = Router::new(
@@ -228,13 +236,21 @@ pub async fn run(
         attachments: Attachments::default(),
         tls,
         sasl,
+        access,
         next_session: AtomicU64::new(1),
         config,
     });
-    let deliverer = Arc::new(Deliverer::new(relay.clone(), router, outbound));
+    let reporter = Arc::new(Reporter::new(relay.clone()));
+    let deliverer = Arc::new(Deliverer::new(
+        relay.clone(),
+        router,
+        outbound,
+        reporter.clone(),
+    ));
     let scheduler = Scheduler::new(
         spool.clone(),
         deliverer,
+        reporter,
         relay.config.queue.max_in_flight,
         relay.config.queue.max_per_destination,
     );
