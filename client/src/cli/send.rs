@@ -35,7 +35,7 @@ pub(crate) struct SendArgs {
     #[command(flatten)]
     pub(crate) delivery: DeliveryOptions,
     #[command(flatten)]
-    pub(crate) protection: super::protect::ProtectArgs,
+    pub(crate) protection: Box<super::protect::ProtectArgs>,
 }
 
 /// The content type and the octets to send.
