@@ -12,6 +12,8 @@
 //! * `qmgr` — the scheduler; `deliver` — local and remote delivery;
 //!   `outbound` — pooled mesh sessions to other relays.
 //! * `attachments` — which endpoints are attached where.
+//! * `limits` — admission of sessions (total and per peer address, 421
+//!   beyond them).
 //! * `datagram` — APEX payloads as the relay reads and writes them.
 //! * [`auth`] — the users file and SASL mechanisms for edge sessions.
 //! * [`tls`] — certificates, rustls configurations, peer-name checks.
@@ -25,6 +27,7 @@ mod datagram;
 mod deliver;
 mod edge;
 mod intake;
+mod limits;
 mod mesh;
 mod outbound;
 mod qmgr;
