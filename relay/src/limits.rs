@@ -95,7 +95,7 @@ impl SessionLimits {
 
     /// Sessions running from `address`.
     #[cfg(test)]
-    fn from_address(&self, address: IpAddr) -> usize {
+    fn running_from(&self, address: IpAddr) -> usize {
         self.per_address
             .lock()
             .expect("session counters")
@@ -176,9 +176,9 @@ mod tests {
         let _third = limits.admit(b).unwrap();
         assert_eq!(limits.admit(b).err(), Some(Refusal::Total(3)));
         drop(first);
-        assert_eq!(limits.from_address(a), 1);
+        assert_eq!(limits.running_from(a), 1);
         let _again = limits.admit(b).unwrap();
-        assert_eq!(limits.from_address(b), 2);
+        assert_eq!(limits.running_from(b), 2);
         assert!(Refusal::PerAddress(2).text().contains("your address"));
     }
 }
