@@ -8,21 +8,23 @@
 //! attachment count.
 
 use crate::config::Config;
-use imxp_beep::io::{Connection, DriverConfig};
-use imxp_beep::{ErrorReply, ReplyCode, Role};
+use bytes::BytesMut;
+use imxp_beep::frame::{DataHeader, Keyword};
+use imxp_beep::{ErrorReply, ReplyCode};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
-/// Refusals being written at once, at most; beyond it a connection is
-/// closed without a word (a flood must not cost more than this).
+/// Refused connections lingering at once (to read what the peer sent
+/// before it saw the refusal), at most: a flood costs no more.
 const MAX_REFUSING: usize = 256;
 
-/// Time a refusal may take to write before the connection is dropped.
+/// Time a refused connection may linger.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a connection was not admitted.
@@ -118,9 +120,13 @@ impl Drop for SessionPermit {
 }
 
 impl SessionLimits {
-    /// Answers the connection's greeting with `421` (RFC 3080 §2.4) and
-    /// closes it, in a task of `tasks`; or just closes it when too many
-    /// refusals are under way already.
+    /// Answers the connection's greeting with `421` (RFC 3080 §2.4): the
+    /// negative greeting is written at once, without a task (a fresh
+    /// socket's send buffer always has room for it). Then, while fewer
+    /// than [`MAX_REFUSING`] are doing so, a task half-closes the
+    /// connection and reads what the peer still sends until it closes,
+    /// so that the refusal is not lost to a reset; beyond that the
+    /// connection is simply closed.
     pub(crate) fn refuse(
         &self,
         stream: TcpStream,
@@ -129,23 +135,35 @@ impl SessionLimits {
         tasks: &TaskTracker,
     ) {
         tracing::debug!(%peer, reason = %refusal.text(), "session refused");
+        let error = ErrorReply::new(ReplyCode::SERVICE_NOT_AVAILABLE, refusal.text());
+        let mut frame = BytesMut::new();
+        imxp_beep::frame::encode_data(
+            &DataHeader {
+                keyword: Keyword::Err,
+                channel: 0,
+                msgno: 0,
+                more: false,
+                seqno: 0,
+                size: 0,
+                ansno: None,
+            },
+            &error.to_payload(),
+            &mut frame,
+        );
+        if stream.try_write(&frame).ok() != Some(frame.len()) {
+            return;
+        }
         let Ok(slot) = self.refusing.clone().try_acquire_owned() else {
-            drop(stream);
             return;
         };
         tasks.spawn(async move {
-            let mut session = imxp_beep::Config::new(Role::Listener);
-            session.refuse = Some(ErrorReply::new(
-                ReplyCode::SERVICE_NOT_AVAILABLE,
-                refusal.text(),
-            ));
-            session.greeting_timeout = None;
-            let (_connection, _incoming, task) =
-                Connection::spawn(stream, DriverConfig::new(session));
-            let abort = task.abort_handle();
-            if tokio::time::timeout(REFUSAL_TIMEOUT, task).await.is_err() {
-                abort.abort();
-            }
+            let mut stream = stream;
+            let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
+                let _ = stream.shutdown().await;
+                let mut sink = [0u8; 1024];
+                while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+            })
+            .await;
             drop(slot);
         });
     }

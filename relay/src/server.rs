@@ -73,12 +73,27 @@ impl Listeners {
 }
 
 async fn bind(address: std::net::SocketAddr) -> Result<TcpListener, RelayError> {
-    TcpListener::bind(address)
-        .await
-        .map_err(|source| RelayError::Io {
-            what: format!("listening on {address}"),
-            source,
-        })
+    listen(address).map_err(|source| RelayError::Io {
+        what: format!("listening on {address}"),
+        source,
+    })
+}
+
+/// Connections the kernel queues for `accept`: a burst of this many is
+/// answered (greeted or refused with 421) rather than left hanging in a
+/// full queue (the kernel caps it at `net.core.somaxconn`).
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// A listening socket on `address` with [`LISTEN_BACKLOG`] (and
+/// `SO_REUSEADDR`, so that a restarted relay can bind at once).
+pub fn listen(address: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match address {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// TLS configurations derived from `[tls]`.
