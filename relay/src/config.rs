@@ -5,6 +5,7 @@
 //! [relay]
 //! domains = ["example.com"]
 //! state_dir = "/var/lib/imxp"
+//! allow_root = false         # imxpd refuses to run as root unless true
 //!
 //! [listen]
 //! edge = ["[::]:913"]        # endpoint-relay (apex-edge), default port 913
@@ -125,6 +126,7 @@ struct File {
 struct RelaySection {
     domains: Vec<String>,
     state_dir: Option<PathBuf>,
+    allow_root: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -277,6 +279,9 @@ pub struct Config {
     pub domains: Vec<String>,
     /// State directory: spool, admin socket, generated files.
     pub state_dir: PathBuf,
+    /// Run even as root (`[relay] allow_root`, default false): only where
+    /// root is already unprivileged, e.g. a user-namespaced container.
+    pub allow_root: bool,
     /// Edge listen addresses.
     pub edge: Vec<SocketAddr>,
     /// Mesh listen addresses.
@@ -450,6 +455,7 @@ impl Config {
         Ok(Self {
             domains,
             state_dir,
+            allow_root: file.relay.allow_root.unwrap_or(false),
             edge,
             mesh,
             tls,
