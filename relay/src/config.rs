@@ -43,11 +43,24 @@
 //! greeting_timeout = "30s"             # the peer's BEEP greeting
 //! handshake_timeout = "30s"            # the TLS handshake after <proceed/>
 //! idle_timeout = "10m"                 # "0": never
+//!
+//! [access]                   # the access service, RFC 3341
+//! default_data = ["*@*"]     # who may send data to a local endpoint unless
+//!                            # its owner says otherwise; [] = RFC defaults
+//! admins = ["postmaster@example.com"]  # may read and set anyone's entries
 //! ```
 //!
 //! What happens when a limit is exceeded is in the README's "Limits"
 //! table: a BEEP or APEX error reply, or the end of that one session;
 //! never another session's, never data already accepted.
+//!
+//! `[access] default_data` lists actors (`*@*`, `*@example.com`,
+//! `*@*.example.com`, `fred@example.com`, …) that get `core:data` on every
+//! local endpoint by default; an owner's own entry for the same or a more
+//! exact actor overrides it (RFC 3341 §3.1). It defaults to `["*@*"]`:
+//! everyone may write to everyone unless the owner blocks them. With
+//! `default_data = []` the RFC's own defaults apply, under which no
+//! ordinary endpoint may send data to another until the owner allows it.
 
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -119,6 +132,8 @@ struct File {
     queue: QueueSection,
     #[serde(default)]
     limits: LimitsSection,
+    #[serde(default)]
+    access: AccessSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -191,7 +206,24 @@ struct LimitsSection {
     idle_timeout: Option<String>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessSection {
+    default_data: Option<Vec<String>>,
+    admins: Option<Vec<String>>,
+}
+
 // ===== typed settings =====
+
+/// The access service's site policy (`[access]`, RFC 3341).
+#[derive(Debug, Clone)]
+pub struct AccessSettings {
+    /// Actors that may send data (`core:data`) to every local endpoint
+    /// unless its owner set an entry that says otherwise.
+    pub default_data: Vec<imxp_apex::access::Actor>,
+    /// Endpoints that may query, get and set every local owner's entries.
+    pub admins: Vec<imxp_apex::Endpoint>,
+}
 
 /// TLS settings.
 #[derive(Debug, Clone)]
@@ -308,6 +340,8 @@ pub struct Config {
     pub max_sessions: usize,
     /// The other limits.
     pub limits: LimitSettings,
+    /// Access service policy.
+    pub access: AccessSettings,
 }
 
 impl Config {
@@ -452,7 +486,9 @@ impl Config {
             return Err(invalid("limits.max_sessions", "must be at least 1"));
         }
         let limits = limits(&file.limits)?;
+        let access = access_settings(file.access)?;
         Ok(Self {
+            access,
             domains,
             state_dir,
             allow_root: file.relay.allow_root.unwrap_or(false),
@@ -557,6 +593,33 @@ fn limits(section: &LimitsSection) -> Result<LimitSettings, ConfigError> {
             "limits.handshake_timeout",
         )?,
         idle_timeout: (!idle.is_zero()).then_some(idle),
+    })
+}
+
+fn access_settings(section: AccessSection) -> Result<AccessSettings, ConfigError> {
+    let default_data = section
+        .default_data
+        .unwrap_or_else(|| vec!["*@*".to_owned()])
+        .iter()
+        .enumerate()
+        .map(|(i, actor)| {
+            imxp_apex::access::Actor::parse(actor)
+                .map_err(|e| invalid(format!("access.default_data[{i}]"), e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    let admins = section
+        .admins
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, admin)| {
+            imxp_apex::Endpoint::parse(admin)
+                .map_err(|e| invalid(format!("access.admins[{i}]"), format!("{admin:?}: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(AccessSettings {
+        default_data,
+        admins,
     })
 }
 
@@ -816,6 +879,37 @@ mod tests {
                 "{line}"
             );
         }
+    }
+
+    #[test]
+    fn access_settings() {
+        let base = "[relay]\ndomains = [\"a.test\"]\nstate_dir = \"s\"\n[tls]\nrequired = false\n";
+        let config = parse(base).unwrap();
+        let keys: Vec<String> = config.access.default_data.iter().map(|a| a.key()).collect();
+        assert_eq!(keys, ["*@*"], "everyone may write unless blocked");
+        assert!(config.access.admins.is_empty());
+        let config = parse(&format!(
+            "{base}[access]\ndefault_data = []\nadmins = [\"postmaster@a.test\"]\n"
+        ))
+        .unwrap();
+        assert!(config.access.default_data.is_empty());
+        assert_eq!(config.access.admins[0].to_string(), "postmaster@a.test");
+        let config = parse(&format!(
+            "{base}[access]\ndefault_data = [\"*@*.A.test\", \"fred/*@b.test\"]\n"
+        ))
+        .unwrap();
+        let keys: Vec<String> = config.access.default_data.iter().map(|a| a.key()).collect();
+        assert_eq!(keys, ["*@*.a.test", "fred/*@b.test"]);
+        assert_eq!(
+            error_key(&format!(
+                "{base}[access]\ndefault_data = [\"*@*\", \"fr*d@a.test\"]\n"
+            )),
+            "access.default_data[1]"
+        );
+        assert_eq!(
+            error_key(&format!("{base}[access]\nadmins = [\"postmaster\"]\n")),
+            "access.admins[0]"
+        );
     }
 
     #[test]

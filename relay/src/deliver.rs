@@ -49,9 +49,15 @@ impl Deliverer {
         if self.relay.config.serves(domain) {
             let mut outcomes = Vec::new();
             for &index in indexes {
-                let outcome = self
-                    .deliver_local(content, &envelope.recipients[index].endpoint)
-                    .await;
+                let recipient = &envelope.recipients[index].endpoint;
+                let outcome = match self.access_check(&envelope.originator, recipient) {
+                    Some(AccessHook::Service) => {
+                        crate::access::serve(&self.relay, recipient, &envelope.originator, content)
+                            .await
+                    }
+                    Some(AccessHook::Blocked(outcome)) => outcome,
+                    None => self.deliver_local(content, recipient).await,
+                };
                 outcomes.push((index, outcome));
             }
             return outcomes;
@@ -60,6 +66,26 @@ impl Deliverer {
             .deliver_remote(envelope, content, domain, indexes)
             .await;
         indexes.iter().map(|&i| (i, outcome.clone())).collect()
+    }
+
+    /// The access service's part in local delivery (RFC 3341): datagrams
+    /// to `apex=access@<domain>` go to the service; others need `core:data`
+    /// for the originator in the recipient's entries (RFC 3340 §4.4.4.1
+    /// step 5.3). A blocked datagram fails with a neutral reason, so that a
+    /// requested report does not reveal the block (polite blocking, RFC
+    /// 2779 §5.4.10); the log says what happened.
+    fn access_check(&self, originator: &str, recipient: &str) -> Option<AccessHook> {
+        if recipient.starts_with("apex=access@") {
+            return Some(AccessHook::Service);
+        }
+        if self.relay.access.permits_data(originator, recipient) {
+            return None;
+        }
+        tracing::info!(%originator, %recipient, event = "blocked", "core:data not granted");
+        Some(AccessHook::Blocked(Outcome::Failed(Failure::new(
+            FailureKind::Reply { code: 550 },
+            format!("{recipient}: not delivered"),
+        ))))
     }
 
     async fn deliver_local(&self, content: &Bytes, recipient: &str) -> Outcome {
@@ -142,6 +168,14 @@ impl Deliverer {
             }
         }
     }
+}
+
+/// What the access service makes of a local delivery.
+enum AccessHook {
+    /// The recipient is the access service.
+    Service,
+    /// The recipient does not accept data from the originator.
+    Blocked(Outcome),
 }
 
 /// `ok` → delivered; an `error` with a 4xx code → deferred; 5xx → failed.
