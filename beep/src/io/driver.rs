@@ -48,6 +48,10 @@ struct Driver {
     tls_waiter: Option<Done<()>>,
     auth_waiter: Option<Done<String>>,
     tls_handshake_due: bool,
+    handshake_timeout: Option<std::time::Duration>,
+    keepalive: Option<std::time::Duration>,
+    /// When output was last written (for the keepalive).
+    last_write: Instant,
     out: BytesMut,
     peer_identity: Option<super::PeerIdentity>,
     auth_failure_delay: Option<super::AuthFailureDelay>,
@@ -83,6 +87,9 @@ where
         tls_waiter: None,
         auth_waiter: None,
         tls_handshake_due: false,
+        handshake_timeout: config.handshake_timeout,
+        keepalive: config.keepalive,
+        last_write: Instant::now(),
         out: BytesMut::with_capacity(OUTPUT_HIGH_WATER),
         peer_identity: config.peer_identity,
         auth_failure_delay: config.auth_failure_delay,
@@ -138,6 +145,7 @@ impl Driver {
                 self.hold_until = None;
             }
             let held = self.hold_until;
+            let keepalive = self.keepalive.map(|every| self.last_write + every);
             tokio::select! {
                 written = writer.write(&self.out), if !self.out.is_empty() && held.is_none() => {
                     let n = written?;
@@ -145,6 +153,7 @@ impl Driver {
                         return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
                     }
                     self.out.advance(n);
+                    self.last_write = Instant::now();
                     self.return_credit();
                 }
                 read = reader.read(&mut buffer) => {
@@ -165,6 +174,10 @@ impl Driver {
                     self.session.handle_timeout(Instant::now())?;
                 }
                 () = sleep_until(held), if held.is_some() => self.hold_until = None,
+                () = sleep_until(keepalive), if keepalive.is_some() && self.out.is_empty() => {
+                    self.last_write = Instant::now();
+                    self.session.keepalive();
+                }
             }
         }
     }
@@ -204,21 +217,32 @@ impl Driver {
         let Transport::Plain(stream) = transport else {
             return Err(DriverError::Tls("TLS is already active".into()));
         };
-        let result = match &self.tls {
-            TlsSetup::Server(config) => tokio_rustls::TlsAcceptor::from(config.clone())
-                .accept(stream)
-                .await
-                .map(|s| Transport::TlsServer(Box::new(s))),
-            TlsSetup::Client {
-                config,
-                server_name,
-            } => tokio_rustls::TlsConnector::from(config.clone())
-                .connect(server_name.clone(), stream)
-                .await
-                .map(|s| Transport::TlsClient(Box::new(s))),
-            TlsSetup::None => {
-                return Err(DriverError::Tls("no TLS configuration".into()));
+        let handshake = async {
+            match &self.tls {
+                TlsSetup::Server(config) => tokio_rustls::TlsAcceptor::from(config.clone())
+                    .accept(stream)
+                    .await
+                    .map(|s| Transport::TlsServer(Box::new(s))),
+                TlsSetup::Client {
+                    config,
+                    server_name,
+                } => tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(server_name.clone(), stream)
+                    .await
+                    .map(|s| Transport::TlsClient(Box::new(s))),
+                TlsSetup::None => Err(std::io::Error::other("no TLS configuration")),
             }
+        };
+        let result = match self.handshake_timeout {
+            Some(limit) => tokio::time::timeout(limit, handshake)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no TLS handshake within {} ms", limit.as_millis()),
+                    ))
+                }),
+            None => handshake.await,
         };
         match result {
             Ok(transport) => {

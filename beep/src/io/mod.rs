@@ -113,6 +113,13 @@ pub struct DriverConfig {
     /// failure reply reaches the peer late. Only this session waits: the
     /// delay is a timer in its own task. `None`: no delay.
     pub auth_failure_delay: Option<AuthFailureDelay>,
+    /// Time allowed for the TLS handshake once `<proceed />` was exchanged;
+    /// over it the session is terminated. `None`: no limit.
+    pub handshake_timeout: Option<std::time::Duration>,
+    /// When nothing has been written for this long on an open session,
+    /// send a SEQ on channel 0 ([`Session::keepalive`](crate::Session::keepalive))
+    /// so that a peer with an idle timeout sees traffic. `None`: never.
+    pub keepalive: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for DriverConfig {
@@ -124,12 +131,15 @@ impl std::fmt::Debug for DriverConfig {
             .field("read_buffer", &self.read_buffer)
             .field("peer_identity", &self.peer_identity.is_some())
             .field("auth_failure_delay", &self.auth_failure_delay.is_some())
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("keepalive", &self.keepalive)
             .finish()
     }
 }
 
 impl DriverConfig {
-    /// Defaults around `session`: no TLS, 1 MiB send buffer per channel.
+    /// Defaults around `session`: no TLS, 1 MiB send buffer per channel,
+    /// 30 s for the TLS handshake, no keepalive.
     pub fn new(session: Config) -> Self {
         Self {
             session,
@@ -138,6 +148,8 @@ impl DriverConfig {
             read_buffer: 64 * 1024,
             peer_identity: None,
             auth_failure_delay: None,
+            handshake_timeout: Some(std::time::Duration::from_secs(30)),
+            keepalive: None,
         }
     }
 }
