@@ -83,6 +83,8 @@ impl Setup {
             .args(["--server-name", "localhost", "--user", "fred@example.com"])
             .arg("--password-file")
             .arg(&self.password)
+            // The fake relay speaks PLAIN only (SCRAM is the default).
+            .args(["--mechanism", "PLAIN"])
             .args(args);
         command
     }

@@ -113,8 +113,10 @@ pub struct RelaySpec {
     /// Extra TOML appended to the configuration (e.g. a `[queue]` table).
     pub extra: String,
     /// TLS on edge and mesh (default). Without it the relay has no
-    /// certificate and runs `[tls] required = false`: plaintext sessions
-    /// only (loopback tests that must see the bytes on the wire).
+    /// certificate and runs `[tls] required = false` with `[mesh]
+    /// insecure_unauthenticated_bind = true` (so `extra` must not hold a
+    /// `[mesh]` table): plaintext sessions only (loopback tests that must
+    /// see the bytes on the wire).
     pub tls: bool,
 }
 
@@ -187,7 +189,7 @@ pub fn write_config(spec: &RelaySpec, ca: &TestCa, dir: &Path) -> PathBuf {
             ca = ca_path.display(),
         )
     } else {
-        "[tls]\nrequired = false\n".to_owned()
+        "[tls]\nrequired = false\n[mesh]\ninsecure_unauthenticated_bind = true\n".to_owned()
     };
     let routes: String = spec
         .routes
