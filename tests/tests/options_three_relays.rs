@@ -34,13 +34,18 @@ async fn three_relays(base: &std::path::Path, ca: &TestCa, extra_a: &str) -> Mes
     a.routes.push(("b.test".into(), at(&c_mesh)));
     a.routes.push(("loop.test".into(), at(&c_mesh)));
     a.extra.push_str(extra_a);
+    // The outbound check is that the next relay's certificate names the
+    // destination domain: C's names the domains it relays for, B's
+    // loop.test too.
     let mut c = RelaySpec::new("c.test", &[]);
+    c.certificate_names = vec!["c.test".into(), "b.test".into(), "loop.test".into()];
     c.routes.push(("b.test".into(), at(&b_mesh)));
     c.routes.push(("loop.test".into(), at(&b_mesh)));
     c.routes.push(("a.test".into(), at(&a_mesh)));
     c.extra
         .push_str("[mesh]\ntrusted_intermediaries = [\"a.test\", \"b.test\"]\n");
     let mut b = RelaySpec::new("b.test", &["wilma"]);
+    b.certificate_names = vec!["b.test".into(), "loop.test".into()];
     b.routes.push(("a.test".into(), at(&a_mesh)));
     b.routes.push(("loop.test".into(), at(&c_mesh)));
     b.extra
