@@ -188,6 +188,18 @@ impl ApexOption {
         }
     }
 
+    /// Parses a bare `option` element, e.g. one an operator configured.
+    pub fn parse(xml: &[u8]) -> Result<Self, ApexError> {
+        let doc = xml::parse(xml, &Limits::default())?;
+        if doc.root.name != "option" {
+            return Err(ApexError::UnexpectedElement {
+                expected: "option",
+                found: doc.root.name,
+            });
+        }
+        Self::from_element(&doc, &doc.root)
+    }
+
     /// The element as a string.
     pub fn to_xml(&self) -> String {
         let mut out = String::new();

@@ -32,6 +32,14 @@
 //! [queue]
 //! max_lifetime = "1d"
 //!
+//! [options]                  # RFC 3340 §4.4.4.1: options added at ingress
+//! default_hops = 16          # a dataHopping budget for data from endpoints
+//!                            # that carry none (loop protection); 0: off
+//! ingress = ["<option internal='hold4Endpoint' />"]  # added unless present
+//!
+//! [reports]                  # the report service apex=report@<domain>
+//! max_per_originator_per_minute = 60   # beyond: dropped, counted, logged
+//!
 //! [access]                   # the access service, RFC 3341
 //! default_data = ["*@*"]     # who may send data to a local endpoint unless
 //!                            # its owner says otherwise; [] = RFC defaults
@@ -118,6 +126,23 @@ struct File {
     limits: LimitsSection,
     #[serde(default)]
     access: AccessSection,
+    #[serde(default)]
+    options: OptionsSection,
+    #[serde(default)]
+    reports: ReportsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptionsSection {
+    default_hops: Option<u32>,
+    ingress: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportsSection {
+    max_per_originator_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -231,6 +256,25 @@ pub struct QueueSettings {
     pub connect_timeout: Duration,
 }
 
+/// Options the relay adds to data from endpoints (`[options]`).
+#[derive(Debug, Clone, Default)]
+pub struct OptionSettings {
+    /// `default_hops`: the `dataHopping` budget added to data that carries
+    /// none (RFC 3342 §4); 0 adds nothing.
+    pub default_hops: u8,
+    /// `ingress`: options added to data that carries none of the same name.
+    pub ingress: Vec<imxp_apex::ApexOption>,
+}
+
+/// The report service (`[reports]`, RFC 3340 §6.2).
+#[derive(Debug, Clone)]
+pub struct ReportSettings {
+    /// `max_per_originator_per_minute`: reports generated for one
+    /// originator per minute; beyond, they are dropped (counted and
+    /// logged). 0 turns reports off.
+    pub max_per_originator_per_minute: u32,
+}
+
 /// Which spool engine to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpoolEngine {
@@ -274,6 +318,10 @@ pub struct Config {
     pub max_message_size: usize,
     /// Concurrent sessions, all listeners together.
     pub max_sessions: usize,
+    /// Options added at ingress.
+    pub options: OptionSettings,
+    /// The report service.
+    pub reports: ReportSettings,
     /// Access service policy.
     pub access: AccessSettings,
 }
@@ -415,9 +463,26 @@ impl Config {
         if max_message_size < 4096 {
             return Err(invalid("limits.max_message_size", "must be at least 4096"));
         }
+        let default_hops = file.options.default_hops.unwrap_or(0);
+        let default_hops = u8::try_from(default_hops)
+            .map_err(|_| invalid("options.default_hops", "must be 0..255 (RFC 3342 HOPS)"))?;
+        let mut ingress = Vec::new();
+        for (i, text) in file.options.ingress.unwrap_or_default().iter().enumerate() {
+            let option = imxp_apex::ApexOption::parse(text.as_bytes())
+                .map_err(|e| invalid(format!("options.ingress[{i}]"), e.to_string()))?;
+            ingress.push(option);
+        }
+        let reports = ReportSettings {
+            max_per_originator_per_minute: file.reports.max_per_originator_per_minute.unwrap_or(60),
+        };
         let access = access_settings(file.access)?;
         Ok(Self {
             access,
+            options: OptionSettings {
+                default_hops,
+                ingress,
+            },
+            reports,
             domains,
             state_dir,
             allow_root: file.relay.allow_root.unwrap_or(false),
@@ -587,6 +652,20 @@ mod tests {
         assert_eq!(config.spool_engine, SpoolEngine::Redb);
         assert_eq!(config.queue.max_lifetime, Duration::from_secs(86_400));
         assert!(config.serves("EXAMPLE.com"));
+        assert_eq!(config.options.default_hops, 0);
+        assert!(config.options.ingress.is_empty());
+        assert_eq!(config.reports.max_per_originator_per_minute, 60);
+    }
+
+    #[test]
+    fn options_and_reports() {
+        let config = parse(&format!(
+            "{MINIMAL}[options]\ndefault_hops = 8\ningress = [\"<option internal='hold4Endpoint' />\"]\n[reports]\nmax_per_originator_per_minute = 5\n"
+        ))
+        .unwrap();
+        assert_eq!(config.options.default_hops, 8);
+        assert!(config.options.ingress[0].is_internal("hold4Endpoint"));
+        assert_eq!(config.reports.max_per_originator_per_minute, 5);
     }
 
     #[test]
@@ -672,6 +751,16 @@ mod tests {
         assert_eq!(
             error_key(&format!("{base}[dns]\nnameservers = [\"dns.google\"]")),
             "dns.nameservers[0]"
+        );
+        assert_eq!(
+            error_key(&format!("{base}[options]\ndefault_hops = 256")),
+            "options.default_hops"
+        );
+        assert_eq!(
+            error_key(&format!(
+                "{base}[options]\ningress = [\"<option internal='a' />\", \"<option />\"]"
+            )),
+            "options.ingress[1]"
         );
         let typo = error_key(&format!("{base}[queue]\nmax_lifetme = \"1d\""));
         assert!(typo.contains("max_lifetme"), "{typo}");

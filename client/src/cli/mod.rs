@@ -5,6 +5,7 @@ pub(crate) mod access;
 pub(crate) mod connect;
 pub(crate) mod interrupt;
 pub(crate) mod listen;
+pub(crate) mod options;
 pub(crate) mod output;
 pub(crate) mod send;
 

@@ -1,6 +1,7 @@
 //! `imxp send`: attach as the originator, send one datagram, report the
 //! relay's answer.
 
+use super::options::DeliveryOptions;
 use super::{EXIT_REFUSED, attach_all, within};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
@@ -30,6 +31,9 @@ pub(crate) struct SendArgs {
     /// the content is UTF-8 text, else application/octet-stream).
     #[arg(long, value_name = "TYPE")]
     pub(crate) content_type: Option<String>,
+    /// Delivery options (status reports, deadlines, hop limits).
+    #[command(flatten)]
+    pub(crate) delivery: DeliveryOptions,
 }
 
 /// The content type and the octets to send.
@@ -68,15 +72,17 @@ pub(crate) async fn send_command(
     timeout: Duration,
 ) -> Result<ExitCode> {
     let attachment = attach_all(client, std::slice::from_ref(&send.from), timeout).await?;
-    let sent = within(
-        timeout,
-        "sending",
-        attachment.send(send.to, content_type, body),
-    )
-    .await;
+    let (mut data, content) =
+        imxp_client::payload::build_data(&send.from, &send.to, content_type, body)?;
+    let asked = send.delivery.apply(&mut data);
+    let sent = within(timeout, "sending", attachment.send_data(&data, &content)).await;
     let code = match sent {
         Ok(()) => {
             println!("accepted");
+            // What reports will answer (their transIDs).
+            for line in asked {
+                println!("{line}");
+            }
             ExitCode::SUCCESS
         }
         Err(error) => match error.downcast::<ClientError>() {
