@@ -3,8 +3,8 @@
 //! surviving a restart, the site default `[access] default_data`, the
 //! service's refusals, and the `imxp access` command.
 
-use imxp_apex::Endpoint;
 use imxp_apex::access::{AccessMessage, Actions, Actor};
+use imxp_apex::{ApexOption, Endpoint, StatusResponse};
 use imxp_client::access;
 use imxp_tests::relays::{Attached, RelaySpec, TestCa, TestRelay};
 use std::path::{Path, PathBuf};
@@ -165,6 +165,37 @@ async fn rfc_defaults_allow_block_notifications_and_restart() {
     send(&barney, "fred@a.test", "blocked again").await;
     assert_eq!(next_text(&mut fred, QUIET).await, None);
     drained(&relay).await;
+
+    // Polite blocking with a report requested: barney gets a failure
+    // report that reads exactly like the one for an endpoint that is not
+    // attached (apex=presence@a.test: services skip the core:data check,
+    // and nothing is attached as it here).
+    let mut barney = barney;
+    barney.set_auto_ack(true);
+    let mut reports = Vec::new();
+    for (to, trans_id) in [("fred@a.test", 41), ("apex=presence@a.test", 42)] {
+        let (mut data, content) =
+            imxp_client::payload::text_data(&ep("barney@a.test"), &[ep(to)], "with a report");
+        data.options = vec![ApexOption::status_request(trans_id)];
+        barney.send_data(&data, &content).await.expect("accepted");
+        let report = tokio::time::timeout(TIMEOUT, barney.next())
+            .await
+            .expect("a report in time")
+            .expect("a report");
+        assert_eq!(report.originator, ep("apex=report@a.test"));
+        let status =
+            StatusResponse::from_data_content(report.data.data_content.as_ref().unwrap()).unwrap();
+        assert_eq!(status.trans_id, trans_id);
+        reports.push(status.destinations[0].reply.clone());
+    }
+    assert_eq!(reports[0].code, reports[1].code);
+    assert_eq!(reports[0].code.0, 550);
+    assert_eq!(
+        reports[0].text.replace("fred@", "X@"),
+        reports[1].text.replace("apex=presence@", "X@"),
+        "the block is not revealed"
+    );
+    assert_eq!(next_text(&mut fred, QUIET).await, None);
     assert!(
         !access::query(
             &mut tool,
