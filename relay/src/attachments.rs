@@ -21,6 +21,15 @@ struct Attachment {
     channel: Option<ChannelHandle>,
 }
 
+/// Why an attach was not recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AttachRefused {
+    /// Another application is attached as the endpoint.
+    Taken,
+    /// The session holds `limits.max_attachments_per_session` already.
+    SessionFull,
+}
+
 /// The registry of attached endpoints, keyed by canonical endpoint text.
 #[derive(Default)]
 pub(crate) struct Attachments {
@@ -29,18 +38,27 @@ pub(crate) struct Attachments {
 }
 
 impl Attachments {
-    /// Attaches `endpoint`; false if another application already is (554).
-    /// `channel` is `None` until [`Attachments::activate`].
+    /// Attaches `endpoint` unless another application already is, or the
+    /// owner's session has `per_session` attachments already. `channel` is
+    /// `None` until [`Attachments::activate`].
     pub(crate) fn attach(
         &self,
         endpoint: &str,
         owner: Owner,
         trans_id: u32,
         channel: Option<ChannelHandle>,
-    ) -> bool {
+        per_session: usize,
+    ) -> Result<(), AttachRefused> {
         let mut inner = self.inner.lock().expect("attachments");
         if inner.contains_key(endpoint) {
-            return false;
+            return Err(AttachRefused::Taken);
+        }
+        let on_session = inner
+            .values()
+            .filter(|a| a.owner.session == owner.session)
+            .count();
+        if on_session >= per_session {
+            return Err(AttachRefused::SessionFull);
         }
         inner.insert(
             endpoint.to_owned(),
@@ -51,7 +69,7 @@ impl Attachments {
             },
         );
         tracing::info!(%endpoint, session = owner.session, channel = owner.channel, "attached");
-        true
+        Ok(())
     }
 
     /// Gives the attachments of `owner`'s channel their channel handle once

@@ -14,6 +14,8 @@
 //! * `qmgr` — the scheduler; `deliver` — local and remote delivery;
 //!   `outbound` — pooled mesh sessions to other relays.
 //! * `attachments` — which endpoints are attached where.
+//! * `limits` — admission of sessions (total and per peer address, 421
+//!   beyond them).
 //! * `access` — the access service `apex=access@<domain>` (RFC 3341) and
 //!   the `core:data` check of local delivery; entries in `access.json`.
 //! * `datagram` — APEX payloads as the relay reads and writes them.
@@ -31,6 +33,7 @@ mod datagram;
 mod deliver;
 mod edge;
 mod intake;
+mod limits;
 mod mesh;
 mod options;
 mod outbound;

@@ -23,6 +23,8 @@ pub(crate) struct ListenArgs {
     /// Exit after N datagrams.
     #[arg(long, value_name = "N")]
     pub(crate) count: Option<u64>,
+    #[command(flatten)]
+    pub(crate) keyring: super::protect::KeyringArg,
 }
 
 pub(crate) async fn listen_command(
@@ -31,6 +33,7 @@ pub(crate) async fn listen_command(
     mut interrupt: Interrupt,
     timeout: Duration,
 ) -> Result<ExitCode> {
+    let opener = super::protect::Opener::new(&listen.keyring)?;
     let mut attachment = attach_all(client, &listen.endpoints, timeout).await?;
     let mut received = 0u64;
     let mut stdout = std::io::stdout();
@@ -50,10 +53,10 @@ pub(crate) async fn listen_command(
         // Printed (and flushed) before the relay is told we have it; if
         // printing fails the datagram is dropped unanswered and refused
         // with 451, so the relay keeps it.
-        let text = if listen.json {
-            json_line(&datagram)
-        } else {
-            text_block(&datagram)
+        let text = match opener.render(&datagram, listen.json) {
+            Some(text) => text,
+            None if listen.json => json_line(&datagram),
+            None => text_block(&datagram),
         };
         stdout
             .write_all(text.as_bytes())

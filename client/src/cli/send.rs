@@ -34,6 +34,8 @@ pub(crate) struct SendArgs {
     /// Delivery options (status reports, deadlines, hop limits).
     #[command(flatten)]
     pub(crate) delivery: DeliveryOptions,
+    #[command(flatten)]
+    pub(crate) protection: Box<super::protect::ProtectArgs>,
 }
 
 /// The content type and the octets to send.
