@@ -94,7 +94,7 @@ fn entity(from: &str, text: &str) -> Vec<u8> {
         &protect::compose(
             &uri(from),
             &[uri("bob@b.test")],
-            Some("S/MIME"),
+            Some("S/MIME ✓"),
             &mime::text_entity(text),
         )
         .unwrap()
