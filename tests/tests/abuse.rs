@@ -546,6 +546,40 @@ async fn a_message_over_the_limit_gets_554_and_the_session_goes_on() {
     harness.check().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_datagrams_beyond_the_outstanding_limit_wait_and_none_is_lost() {
+    const DATAGRAMS: usize = 300;
+    let mut harness = Harness::start(&[("max_outstanding_per_channel", "8")]).await;
+    let connection = user_session(&harness, "barney@a.test", initiator()).await;
+    let attach = imxp_apex::Attach::new(ep("barney@a.test"), 1).to_xml();
+    let channel = connection
+        .open_channel(vec![Profile::with_init(APEX, attach)], None)
+        .await
+        .unwrap();
+    assert_eq!(reply_code(channel.init().expect("init reply")), None);
+    // All sent before any reply is awaited: beyond 8 unanswered the relay
+    // stops opening the window, so the rest wait in our send queue.
+    let mut pending = Vec::new();
+    for i in 0..DATAGRAMS {
+        let text = format!("pipelined {i}");
+        pending.push(
+            channel
+                .send(data_payload("barney@a.test", "wilma@a.test", &text))
+                .await
+                .unwrap(),
+        );
+        harness.expect(&text);
+    }
+    for reply in pending {
+        let response = tokio::time::timeout(T, reply.response())
+            .await
+            .expect("answered in time")
+            .unwrap();
+        assert_eq!(response_code(&response), None, "every one accepted");
+    }
+    harness.check().await;
+}
+
 // ===== slowloris =====
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
