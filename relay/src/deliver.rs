@@ -105,9 +105,9 @@ impl Deliverer {
     /// The access service's part in local delivery (RFC 3341): datagrams
     /// to `apex=access@<domain>` go to the service; others need `core:data`
     /// for the originator in the recipient's entries (RFC 3340 §4.4.4.1
-    /// step 5.3). A blocked datagram fails with a neutral reason, so that a
-    /// requested report does not reveal the block (polite blocking, RFC
-    /// 2779 §5.4.10); the log says what happened.
+    /// step 5.3). A blocked datagram fails as if the recipient were not
+    /// attached, so that a requested report does not reveal the block
+    /// (polite blocking, RFC 2779 §5.4.10); only the log says "blocked".
     fn access_check(&self, originator: &str, recipient: &str) -> Option<AccessHook> {
         if recipient.starts_with("apex=access@") {
             return Some(AccessHook::Service);
@@ -116,9 +116,11 @@ impl Deliverer {
             return None;
         }
         tracing::info!(%originator, %recipient, event = "blocked", "core:data not granted");
+        // Exactly what an endpoint that is not attached gets, so that a
+        // report cannot tell the two apart.
         Some(AccessHook::Blocked(Outcome::Failed(Failure::new(
-            FailureKind::Reply { code: 550 },
-            format!("{recipient}: not delivered"),
+            FailureKind::Other,
+            format!("{recipient} is not attached"),
         ))))
     }
 
