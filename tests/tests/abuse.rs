@@ -414,7 +414,7 @@ async fn plain_without_tls_gets_538() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_repeated_gets_535_each_time() {
     let harness = Harness::start(&[]).await;
-    for attempt in 0..5 {
+    for attempt in 0..4 {
         let result = imxp_client::Client::connect(imxp_client::ConnectOptions {
             relay: harness.relay.edge.to_string(),
             tls: Some((harness.ca.client_config(harness.dir()), "a.test".into())),
@@ -544,6 +544,40 @@ async fn a_message_over_the_limit_gets_554_and_the_session_goes_on() {
         .unwrap();
     assert_eq!(response_code(&response), None);
     harness.expect("small");
+    harness.check().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_datagrams_beyond_the_outstanding_limit_wait_and_none_is_lost() {
+    const DATAGRAMS: usize = 300;
+    let mut harness = Harness::start(&[("max_outstanding_per_channel", "8")]).await;
+    let connection = user_session(&harness, "barney@a.test", initiator()).await;
+    let attach = imxp_apex::Attach::new(ep("barney@a.test"), 1).to_xml();
+    let channel = connection
+        .open_channel(vec![Profile::with_init(APEX, attach)], None)
+        .await
+        .unwrap();
+    assert_eq!(reply_code(channel.init().expect("init reply")), None);
+    // All sent before any reply is awaited: beyond 8 unanswered the relay
+    // stops opening the window, so the rest wait in our send queue.
+    let mut pending = Vec::new();
+    for i in 0..DATAGRAMS {
+        let text = format!("pipelined {i}");
+        pending.push(
+            channel
+                .send(data_payload("barney@a.test", "wilma@a.test", &text))
+                .await
+                .unwrap(),
+        );
+        harness.expect(&text);
+    }
+    for reply in pending {
+        let response = tokio::time::timeout(T, reply.response())
+            .await
+            .expect("answered in time")
+            .unwrap();
+        assert_eq!(response_code(&response), None, "every one accepted");
+    }
     harness.check().await;
 }
 
@@ -810,7 +844,7 @@ async fn receive(channel: &mut imxp_beep::io::Channel) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_session_is_released_and_a_keepalive_holds_it_open() {
     // The legitimate sessions here send a SEQ every 200 ms.
-    let site = Site::start(&[("idle_timeout", "\"1s\"")]).await;
+    let site = Site::start(&[("idle_timeout", "\"2s\"")]).await;
     let (wilma, mut inbox) = kept_alive(&site, "wilma@a.test").await;
     let (fred, outbox) = kept_alive(&site, "fred@a.test").await;
     let response = outbox
@@ -824,8 +858,8 @@ async fn an_idle_session_is_released_and_a_keepalive_holds_it_open() {
         .await
         .expect("the relay releases an idle session");
     assert_eq!(ended, None, "a clean release, not a termination");
-    // Three idle periods later the kept-alive sessions are open and work.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Two idle periods later the kept-alive sessions are open and work.
+    tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(fred.state().ended, None, "fred kept alive");
     assert_eq!(wilma.state().ended, None, "wilma kept alive");
     let response = outbox
