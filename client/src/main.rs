@@ -127,7 +127,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Listen(_) => Some(Interrupt::install()?),
         Command::Send(_) | Command::Access(_) => None,
     };
-    let user = cli.connection.user.clone();
+    // Empty with EXTERNAL and no --user: access then needs --owner.
+    let user = cli.connection.user.clone().unwrap_or_default();
     let client = within(timeout, "connecting to the relay", Client::connect(options))
         .await
         .with_context(|| format!("cannot log in to {}", cli.connection.relay))?;
