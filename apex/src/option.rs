@@ -25,6 +25,16 @@ use crate::xml::{self, Document, Element};
 /// Name of the `statusRequest` option (RFC 3340 §5.1).
 pub const STATUS_REQUEST: &str = "statusRequest";
 
+/// Name of the `attachOverride` option (RFC 3342 §1): in `attach`, the new
+/// attachment takes over from the one already attached as the endpoint.
+pub const ATTACH_OVERRIDE: &str = "attachOverride";
+
+/// Name of the `hold4Endpoint` option (RFC 3342 §3): in `data`, a local
+/// recipient that is not attached is queued until it attaches. The option
+/// has no attributes of its own: its presence means true (spec-digest §9
+/// erratum 17).
+pub const HOLD_FOR_ENDPOINT: &str = "hold4Endpoint";
+
 /// The default `localize` value.
 pub const DEFAULT_LOCALIZE: &str = "i-default";
 

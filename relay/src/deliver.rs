@@ -4,11 +4,17 @@
 //!
 //! * Local domain: a new `data` carrying only that recipient on the channel
 //!   of its attachment; success is the endpoint's `ok` (RFC 3340 §4.4.4.1
-//!   step 5.3). Not attached: dropped, as RFC 3340 says for the core
-//!   service (hold4Endpoint comes with the options work).
+//!   step 5.3). Not attached: dropped (failed), as RFC 3340 says for the
+//!   core service, unless the data asked `hold4Endpoint` (RFC 3342 §3):
+//!   then it is held for that exact endpoint ([`crate::hold`] delivers it
+//!   when the endpoint attaches; newer datagrams wait for that release).
+//!   If the attachment ends before the endpoint answers — another
+//!   application attached with `attachOverride` (RFC 3342 §1) — the data
+//!   goes to the new attachment.
 //! * Foreign domain: a new `data` with those recipients on the pooled
 //!   mesh session; success is the next relay's `ok` (step 5.2).
 
+use crate::attachments::Lookup;
 use crate::datagram;
 use crate::outbound::Outbound;
 use crate::route::{Route, Router};
@@ -21,6 +27,14 @@ use std::time::Duration;
 
 /// Time an endpoint or a next relay has to answer a `data`.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a delivery waits for an attachment whose channel is still
+/// being created.
+const PENDING_ATTACH_WAIT: Duration = Duration::from_secs(5);
+
+/// How many times one delivery follows an endpoint from an ended
+/// attachment to the next before it is deferred.
+const MAX_HANDOVERS: u32 = 8;
 
 pub(crate) struct Deliverer {
     relay: Arc<Relay>,
@@ -49,8 +63,11 @@ impl Deliverer {
         if self.relay.config.serves(domain) {
             let mut outcomes = Vec::new();
             for &index in indexes {
+                let recipient = &envelope.recipients[index].endpoint;
+                // Held datagrams for the endpoint go first.
+                self.relay.release.idle(recipient).await;
                 let outcome = self
-                    .deliver_local(content, &envelope.recipients[index].endpoint)
+                    .deliver_local(content, recipient, envelope.options.hold_for_endpoint)
                     .await;
                 outcomes.push((index, outcome));
             }
@@ -62,29 +79,85 @@ impl Deliverer {
         indexes.iter().map(|&i| (i, outcome.clone())).collect()
     }
 
-    async fn deliver_local(&self, content: &Bytes, recipient: &str) -> Outcome {
-        let Some(channel) = self.relay.attachments.channel(recipient) else {
-            return Outcome::Failed(Failure::new(
-                FailureKind::Other,
-                format!("{recipient} is not attached"),
-            ));
-        };
+    /// Delivers a datagram held for `endpoint` (it attached): like any
+    /// local delivery of a `hold4Endpoint` datagram.
+    pub(crate) async fn deliver_held(&self, content: &Bytes, endpoint: &str) -> Outcome {
+        self.deliver_local(content, endpoint, true).await
+    }
+
+    /// Sends `content` for `recipient` to the application attached as it;
+    /// not attached: [`Outcome::Held`] if `hold`, else failed.
+    async fn deliver_local(&self, content: &Bytes, recipient: &str, hold: bool) -> Outcome {
         let payload = match datagram::for_recipients(content, &[recipient.to_owned()]) {
             Ok(payload) => payload,
             Err((code, text)) => {
                 return Outcome::Failed(Failure::new(FailureKind::Reply { code }, text));
             }
         };
-        match tokio::time::timeout(REPLY_TIMEOUT, channel.request(payload)).await {
-            Ok(Ok(response)) => outcome_of(&response, Some("local".into())),
-            Ok(Err(error)) => Outcome::Deferred(Failure::new(
-                FailureKind::Connect,
-                format!("{recipient}: {error}"),
-            )),
-            Err(_) => Outcome::Deferred(Failure::new(
-                FailureKind::Connect,
-                format!("{recipient}: no answer within {REPLY_TIMEOUT:?}"),
-            )),
+        let mut handovers = 0;
+        let mut waited = Duration::ZERO;
+        loop {
+            let (channel, ended) = match self.relay.attachments.lookup(recipient) {
+                Lookup::Ready { channel, ended } => (channel, ended),
+                Lookup::Pending if waited < PENDING_ATTACH_WAIT => {
+                    let step = Duration::from_millis(20);
+                    tokio::time::sleep(step).await;
+                    waited += step;
+                    continue;
+                }
+                Lookup::Pending | Lookup::Detached if hold => return Outcome::Held,
+                Lookup::Pending | Lookup::Detached if handovers > 0 => {
+                    // It was sent to an attachment that ended before
+                    // answering: it may or may not have been received.
+                    return Outcome::Deferred(Failure::new(
+                        FailureKind::Connect,
+                        format!("{recipient}: the attachment ended before the endpoint answered"),
+                    ));
+                }
+                Lookup::Pending | Lookup::Detached => {
+                    return Outcome::Failed(Failure::new(
+                        FailureKind::Other,
+                        format!("{recipient} is not attached"),
+                    ));
+                }
+            };
+            let answer = tokio::select! {
+                answer = tokio::time::timeout(REPLY_TIMEOUT, channel.request(payload.clone())) => answer,
+                () = ended.cancelled() => {
+                    // Overridden or detached while in flight: RFC 3342 §1
+                    // lets data meant for the old application go to the new.
+                    handovers += 1;
+                    if handovers > MAX_HANDOVERS {
+                        return Outcome::Deferred(Failure::new(
+                            FailureKind::Connect,
+                            format!("{recipient}: attachments keep ending"),
+                        ));
+                    }
+                    continue;
+                }
+            };
+            return match answer {
+                Ok(Ok(response)) => outcome_of(&response, Some("local".into())),
+                Ok(Err(_)) if hold && !self.relay.attachments.is_attached(recipient) => {
+                    Outcome::Held
+                }
+                Ok(Err(error)) => Outcome::Deferred(Failure::new(
+                    FailureKind::Connect,
+                    format!("{recipient}: {error}"),
+                )),
+                Err(_) => Outcome::Deferred(Failure::new(
+                    FailureKind::Connect,
+                    format!("{recipient}: no answer within {REPLY_TIMEOUT:?}"),
+                )),
+            };
+        }
+    }
+
+    /// After the spool recorded [`Outcome::Held`] for `endpoint`: if it
+    /// attached meanwhile (before the hold was durable), release it now.
+    pub(crate) fn held_recorded(&self, endpoint: &str) {
+        if self.relay.attachments.is_attached(endpoint) {
+            self.relay.release.request(endpoint);
         }
     }
 

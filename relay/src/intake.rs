@@ -41,6 +41,7 @@ pub(crate) async fn accept(relay: &Relay, incoming: Incoming) -> Result<(), Inta
         originator: incoming.originator,
         recipients: incoming.recipients,
         options: QueueOptions {
+            hold_for_endpoint: incoming.hold,
             originated_ms: Some(relay.spool.now_ms()),
             ..QueueOptions::default()
         },

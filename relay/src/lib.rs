@@ -11,7 +11,9 @@
 //! * `intake` — the one path into the spool (durable before `ok`).
 //! * `qmgr` — the scheduler; `deliver` — local and remote delivery;
 //!   `outbound` — pooled mesh sessions to other relays.
-//! * `attachments` — which endpoints are attached where.
+//! * `attachments` — which endpoints are attached where (`attachOverride`).
+//! * `hold` — held datagrams (`hold4Endpoint`) released when their endpoint
+//!   attaches.
 //! * `datagram` — APEX payloads as the relay reads and writes them.
 //! * [`auth`] — the users file and SASL mechanisms for edge sessions.
 //! * [`tls`] — certificates, rustls configurations, peer-name checks.
@@ -24,6 +26,7 @@ pub mod config;
 mod datagram;
 mod deliver;
 mod edge;
+mod hold;
 mod intake;
 mod mesh;
 mod outbound;

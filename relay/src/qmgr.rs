@@ -166,12 +166,20 @@ impl Scheduler {
                 Outcome::NotAttempted => {}
             }
         }
+        let held: Vec<String> = outcomes
+            .iter()
+            .filter(|(_, outcome)| *outcome == Outcome::Held)
+            .map(|(index, _)| claim.envelope.recipients[*index].endpoint.clone())
+            .collect();
         match self.spool.record(id, outcomes).await {
             Ok(Some(recorded)) if recorded.removed => {
                 tracing::info!(%id, event = "removed");
             }
             Ok(_) => {}
             Err(error) => tracing::error!(%id, %error, "recording the outcome failed"),
+        }
+        for endpoint in held {
+            self.deliverer.held_recorded(&endpoint);
         }
     }
 

@@ -8,11 +8,12 @@ use crate::attachments::Attachments;
 use crate::auth::EdgeSasl;
 use crate::config::{Config, SpoolEngine};
 use crate::deliver::Deliverer;
+use crate::hold::{self, Release};
 use crate::outbound::Outbound;
 use crate::qmgr::Scheduler;
 use crate::route::{DnsSettings, Router};
 use crate::{edge, mesh, tls};
-use imxp_spool::{EngineKind, RetryPolicy, Spool, SpoolConfig};
+use imxp_spool::{EngineKind, HoldPolicy, RetryPolicy, Spool, SpoolConfig};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -129,6 +130,8 @@ pub(crate) struct Relay {
     pub(crate) config: Config,
     pub(crate) spool: Spool,
     pub(crate) attachments: Attachments,
+    /// Releases held datagrams when their endpoint attaches.
+    pub(crate) release: Release,
     pub(crate) tls: TlsMaterial,
     pub(crate) sasl: EdgeSasl,
     next_session: AtomicU64,
@@ -164,6 +167,11 @@ pub async fn run(
             max_backoff_ms: config.queue.max_backoff.as_millis() as u64,
             jitter: 0.2,
             max_lifetime_ms: config.queue.max_lifetime.as_millis() as u64,
+        },
+        hold: HoldPolicy {
+            max_per_endpoint: Some(config.hold.max_per_endpoint),
+            max_bytes_per_endpoint: Some(config.hold.max_bytes_per_endpoint),
+            default_ttl_ms: Some(config.hold.default_ttl.as_millis() as u64),
         },
         ..SpoolConfig::default()
     };
@@ -202,6 +210,7 @@ pub async fn run(
     let relay = Arc::new(Relay {
         spool: spool.clone(),
         attachments: Attachments::default(),
+        release: Release::default(),
         tls,
         sasl,
         next_session: AtomicU64::new(1),
@@ -210,7 +219,7 @@ pub async fn run(
     let deliverer = Arc::new(Deliverer::new(relay.clone(), router, outbound));
     let scheduler = Scheduler::new(
         spool.clone(),
-        deliverer,
+        deliverer.clone(),
         relay.config.queue.max_in_flight,
         relay.config.queue.max_per_destination,
     );
@@ -219,6 +228,7 @@ pub async fn run(
     let tasks = TaskTracker::new();
     let sessions = Arc::new(Semaphore::new(relay.config.max_sessions.max(1)));
     tasks.spawn(scheduler.run(stop.clone()));
+    tasks.spawn(hold::run(relay.clone(), deliverer, stop.clone()));
     tasks.spawn(prune_dedup(spool.clone(), stop.clone()));
     let admin_path = relay.config.state_dir.join(imxp_spool::admin::SOCKET_NAME);
     let admin = imxp_spool::admin::bind(&admin_path).map_err(|source| RelayError::Io {
