@@ -5,6 +5,7 @@
 //! [relay]
 //! domains = ["example.com"]
 //! state_dir = "/var/lib/imxp"
+//! allow_root = false         # imxpd refuses to run as root unless true
 //!
 //! [listen]
 //! edge = ["[::]:913"]        # endpoint-relay (apex-edge), default port 913
@@ -132,6 +133,7 @@ struct HoldSection {
 struct RelaySection {
     domains: Vec<String>,
     state_dir: Option<PathBuf>,
+    allow_root: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -248,6 +250,9 @@ pub struct Config {
     pub domains: Vec<String>,
     /// State directory: spool, admin socket, generated files.
     pub state_dir: PathBuf,
+    /// Run even as root (`[relay] allow_root`, default false): only where
+    /// root is already unprivileged, e.g. a user-namespaced container.
+    pub allow_root: bool,
     /// Edge listen addresses.
     pub edge: Vec<SocketAddr>,
     /// Mesh listen addresses.
@@ -435,6 +440,7 @@ impl Config {
             hold,
             domains,
             state_dir,
+            allow_root: file.relay.allow_root.unwrap_or(false),
             edge,
             mesh,
             tls,

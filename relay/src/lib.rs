@@ -4,6 +4,8 @@
 //! # Layout
 //!
 //! * [`config`] — `imxpd.toml`, validated into typed settings.
+//! * [`activation`] — running without root: inherited sockets (socket
+//!   activation), the root refusal, privileged-port hints.
 //! * [`server`] — `run`: listeners, sessions, scheduler, admin socket,
 //!   graceful shutdown.
 //! * `edge`, `mesh` — the two kinds of inbound sessions (endpoint-relay,
@@ -20,6 +22,7 @@
 //! * [`route`] — where a domain's datagrams go: local, a static route, or
 //!   DNS SRV `_apex-mesh._tcp` (RFC 2782) with the implicit fallback.
 
+pub mod activation;
 mod attachments;
 pub mod auth;
 pub mod config;

@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use imxp_relay::config::Config;
 use imxp_relay::server::{self, Listeners};
-use imxp_relay::{auth, tls};
+use imxp_relay::{activation, auth, tls};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
@@ -124,9 +124,29 @@ fn main() -> anyhow::Result<()> {
         }
         None => {
             let config = Config::load(&config_path)?;
+            if cli.dev && activation::running_as_root() {
+                tracing::warn!(
+                    "running as root: fine for a look around, never in production \
+                     (see the README, \"Running without root\")"
+                );
+            } else {
+                activation::check_not_root(&config)?;
+            }
+            // Before the runtime starts threads: this edits the environment.
+            let inherited = activation::take_inherited(&config)?;
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async move {
-                let listeners = Listeners::bind(&config).await?;
+                let listeners = match inherited {
+                    Some(inherited) => {
+                        tracing::info!(
+                            edge = inherited.edge.len(),
+                            mesh = inherited.mesh.len(),
+                            "using the sockets passed by the service manager; [listen] is not bound"
+                        );
+                        Listeners::from_inherited(inherited)?
+                    }
+                    None => Listeners::bind(&config).await?,
+                };
                 server::run(config, listeners, shutdown_signal()).await?;
                 anyhow::Ok(())
             })

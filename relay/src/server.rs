@@ -71,15 +71,39 @@ impl Listeners {
         }
         Ok(listeners)
     }
+
+    /// Takes over sockets a service manager bound (socket activation).
+    pub fn from_inherited(inherited: crate::activation::Inherited) -> Result<Self, RelayError> {
+        let adopt = |listener: std::net::TcpListener| {
+            let address = listener.local_addr().ok();
+            TcpListener::from_std(listener).map_err(|source| RelayError::Io {
+                what: format!("adopting the inherited socket {address:?}"),
+                source,
+            })
+        };
+        Ok(Self {
+            edge: inherited
+                .edge
+                .into_iter()
+                .map(adopt)
+                .collect::<Result<_, _>>()?,
+            mesh: inherited
+                .mesh
+                .into_iter()
+                .map(adopt)
+                .collect::<Result<_, _>>()?,
+        })
+    }
 }
 
 async fn bind(address: std::net::SocketAddr) -> Result<TcpListener, RelayError> {
-    TcpListener::bind(address)
-        .await
-        .map_err(|source| RelayError::Io {
-            what: format!("listening on {address}"),
-            source,
-        })
+    TcpListener::bind(address).await.map_err(|source| {
+        let what = match crate::activation::bind_hint(&source, address) {
+            Some(hint) => format!("listening on {address} ({hint})"),
+            None => format!("listening on {address}"),
+        };
+        RelayError::Io { what, source }
+    })
 }
 
 /// TLS configurations derived from `[tls]`.

@@ -37,7 +37,8 @@ fn write_relay(dir: &Path, domain: &str, peer: &str, peer_mesh: u16, users: &[&s
     std::fs::write(
         &config,
         format!(
-            "[relay]\ndomains = [\"{domain}\"]\nstate_dir = \"{dir}\"\n\
+            // allow_root: CI runs the suite as root.
+            "[relay]\ndomains = [\"{domain}\"]\nstate_dir = \"{dir}\"\nallow_root = true\n\
              [listen]\nedge = [\"127.0.0.1:{edge}\"]\nmesh = [\"127.0.0.1:{mesh}\"]\n\
              [tls]\nrequired = false\n\
              [routes]\n\"{peer}\" = \"127.0.0.1:{peer_mesh}\"\n\

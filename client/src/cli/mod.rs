@@ -1,0 +1,46 @@
+//! The `imxp` command's pieces: one module per command, plus the connection
+//! arguments and output formats they share.
+
+pub(crate) mod connect;
+pub(crate) mod interrupt;
+pub(crate) mod listen;
+pub(crate) mod output;
+pub(crate) mod send;
+
+use anyhow::{Context as _, Result, bail};
+use imxp_apex::Endpoint;
+use imxp_client::{Attachment, Client, ClientError};
+use std::time::Duration;
+
+/// Exit status when the relay refused the attach or the datagram.
+pub(crate) const EXIT_REFUSED: u8 = 3;
+
+pub(crate) async fn within<T>(
+    limit: Duration,
+    what: &str,
+    future: impl Future<Output = Result<T, ClientError>>,
+) -> Result<T> {
+    match tokio::time::timeout(limit, future).await {
+        Ok(result) => Ok(result?),
+        Err(_) => bail!("{what}: no answer within {} s", limit.as_secs()),
+    }
+}
+
+pub(crate) async fn attach_all(
+    client: &Client,
+    endpoints: &[Endpoint],
+    timeout: Duration,
+) -> Result<Attachment> {
+    let (first, rest) = endpoints
+        .split_first()
+        .context("no endpoint to attach as")?;
+    let attachment = within(timeout, "attaching", client.attach(first.clone()))
+        .await
+        .with_context(|| format!("cannot attach as {first}"))?;
+    for endpoint in rest {
+        within(timeout, "attaching", attachment.attach(endpoint.clone()))
+            .await
+            .with_context(|| format!("cannot attach as {endpoint}"))?;
+    }
+    Ok(attachment)
+}
