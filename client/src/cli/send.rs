@@ -30,6 +30,19 @@ pub(crate) struct SendArgs {
     /// the content is UTF-8 text, else application/octet-stream).
     #[arg(long, value_name = "TYPE")]
     pub(crate) content_type: Option<String>,
+    /// Ask the recipients' relay to hold the datagram until each recipient
+    /// attaches (hold4Endpoint, RFC 3342 §3).
+    #[arg(long)]
+    pub(crate) hold: bool,
+}
+
+/// Adds the per-data options the send flags ask for.
+fn add_hold_option(send: &SendArgs, data: &mut imxp_apex::Data) {
+    if send.hold {
+        data.options.push(imxp_apex::ApexOption::internal(
+            imxp_apex::option::HOLD_FOR_ENDPOINT,
+        ));
+    }
 }
 
 /// The content type and the octets to send.
@@ -68,12 +81,10 @@ pub(crate) async fn send_command(
     timeout: Duration,
 ) -> Result<ExitCode> {
     let attachment = attach_all(client, std::slice::from_ref(&send.from), timeout).await?;
-    let sent = within(
-        timeout,
-        "sending",
-        attachment.send(send.to, content_type, body),
-    )
-    .await;
+    let (mut data, content) =
+        imxp_client::payload::build_data(&send.from, &send.to, content_type, body)?;
+    add_hold_option(&send, &mut data);
+    let sent = within(timeout, "sending", attachment.send_data(&data, &content)).await;
     let code = match sent {
         Ok(()) => {
             println!("accepted");
