@@ -70,12 +70,15 @@
 //! # Ok::<(), imxp_apex::ApexError>(())
 //! ```
 
+pub mod access;
 pub mod address;
 pub mod attach;
 pub mod bind;
 pub mod code;
 pub mod data;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod limits;
 pub mod message;
 pub mod mime;

@@ -60,7 +60,7 @@ impl Reply {
         }
     }
 
-    fn write(&self, out: &mut String) {
+    pub(crate) fn write(&self, out: &mut String) {
         write_coded(
             out,
             "reply",
@@ -71,7 +71,7 @@ impl Reply {
         );
     }
 
-    fn from_element(element: &Element) -> Result<Self, ApexError> {
+    pub(crate) fn from_element(element: &Element) -> Result<Self, ApexError> {
         const E: &str = "reply";
         element.check_attributes(E, &["code", "transID", "xml:lang"])?;
         element.check_no_elements(E)?;

@@ -332,6 +332,12 @@ fn element_from(
             EscapeError::UnrecognizedEntity(_, name) => XmlError::Entity(name),
             other => syntax(other.to_string()),
         })?;
+        if let Some(c) = value.chars().find(|c| !is_xml_char(*c)) {
+            return Err(syntax(format!(
+                "character U+{:04X} is not allowed in XML (attribute {key})",
+                u32::from(c)
+            )));
+        }
         attributes.push((key, value.into_owned()));
     }
     Ok(Element {
@@ -349,7 +355,21 @@ fn close(stack: &mut [Element], root: &mut Option<Element>, element: Element) {
     }
 }
 
+/// XML 1.0 `Char` (§2.2): what a document may contain, literally or by
+/// character reference. Anything else (NUL, most C0 controls, U+FFFE,
+/// U+FFFF) is refused rather than carried, since no writer could write it
+/// back.
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
 fn push_text(stack: &mut [Element], value: &str) -> Result<(), XmlError> {
+    if let Some(c) = value.chars().find(|c| !is_xml_char(*c)) {
+        return Err(XmlError::Syntax {
+            position: 0,
+            message: format!("character U+{:04X} is not allowed in XML", u32::from(c)),
+        });
+    }
     match stack.last_mut() {
         Some(parent) => {
             if let Some(Node::Text(text)) = parent.children.last_mut() {
@@ -515,6 +535,24 @@ mod tests {
         let root = parse_default(out.as_bytes()).unwrap();
         assert_eq!(root.attribute("v"), Some("a&b<c>d'e\"f\tg\nh\ri\u{fffd}j"));
         assert_eq!(root.text(), "a&b<c>d'e\"f\tg\nh\ri\u{fffd}j");
+    }
+
+    #[test]
+    fn refuses_characters_xml_cannot_carry() {
+        for bad in [
+            &b"<e>a\0b</e>"[..],
+            b"<e>&#0;</e>",
+            b"<e>&#1;</e>",
+            b"<e a='&#xFFFE;'/>",
+            b"<e a='\x01'/>",
+            b"<e><![CDATA[\x02]]></e>",
+        ] {
+            assert!(
+                matches!(parse_default(bad), Err(XmlError::Syntax { .. })),
+                "{bad:?}"
+            );
+        }
+        assert!(parse_default(b"<e a='&#9;&#10;&#13;'>&#x10000;\t</e>").is_ok());
     }
 
     #[test]

@@ -390,13 +390,19 @@ fn bad_addresses_are_553() {
         "<attach endpoint='fred@' transID='1' />",
         "<attach endpoint=' fred@example.com' transID='1' />",
         "<attach endpoint='fred@exa mple.com' transID='1' />",
-        "<attach endpoint='fr&#1;ed@example.com' transID='1' />",
         "<bind relay='[10.0.0.256]' transID='1' />",
         "<bind relay='fred@example.com' transID='1' />",
         "<data content='urn:x'><originator identity='a@b' /><recipient identity='c@[1.2.3]' /></data>",
     ] {
         assert_eq!(code_of(&xml(body)), 553, "{body}");
     }
+    // A control character is not even XML (XML 1.0 §2.2 Char): 500.
+    assert_eq!(
+        code_of(&xml(
+            "<attach endpoint='fr&#1;ed@example.com' transID='1' />"
+        )),
+        500
+    );
     assert_eq!(
         Operation::parse(&xml("<attach endpoint='fred' transID='1' />")).unwrap_err(),
         ApexError::Address {

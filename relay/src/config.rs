@@ -36,7 +36,20 @@
 //! max_per_endpoint = 1000    # datagrams held for one endpoint
 //! max_bytes_per_endpoint = 67108864
 //! default_ttl = "1d"         # when no dataTiming deadline bounds it
+//!
+//! [access]                   # the access service, RFC 3341
+//! default_data = ["*@*"]     # who may send data to a local endpoint unless
+//!                            # its owner says otherwise; [] = RFC defaults
+//! admins = ["postmaster@example.com"]  # may read and set anyone's entries
 //! ```
+//!
+//! `[access] default_data` lists actors (`*@*`, `*@example.com`,
+//! `*@*.example.com`, `fred@example.com`, …) that get `core:data` on every
+//! local endpoint by default; an owner's own entry for the same or a more
+//! exact actor overrides it (RFC 3341 §3.1). It defaults to `["*@*"]`:
+//! everyone may write to everyone unless the owner blocks them. With
+//! `default_data = []` the RFC's own defaults apply, under which no
+//! ordinary endpoint may send data to another until the owner allows it.
 //!
 //! `[hold]`: a datagram with `hold4Endpoint` whose local recipient is not
 //! attached waits in the spool for that exact endpoint (subaddress
@@ -117,6 +130,8 @@ struct File {
     #[serde(default)]
     limits: LimitsSection,
     #[serde(default)]
+    access: AccessSection,
+    #[serde(default)]
     hold: HoldSection,
 }
 
@@ -190,7 +205,24 @@ struct LimitsSection {
     max_sessions: Option<usize>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessSection {
+    default_data: Option<Vec<String>>,
+    admins: Option<Vec<String>>,
+}
+
 // ===== typed settings =====
+
+/// The access service's site policy (`[access]`, RFC 3341).
+#[derive(Debug, Clone)]
+pub struct AccessSettings {
+    /// Actors that may send data (`core:data`) to every local endpoint
+    /// unless its owner set an entry that says otherwise.
+    pub default_data: Vec<imxp_apex::access::Actor>,
+    /// Endpoints that may query, get and set every local owner's entries.
+    pub admins: Vec<imxp_apex::Endpoint>,
+}
 
 /// TLS settings.
 #[derive(Debug, Clone)]
@@ -279,6 +311,8 @@ pub struct Config {
     pub max_sessions: usize,
     /// `hold4Endpoint` limits.
     pub hold: HoldSettings,
+    /// Access service policy.
+    pub access: AccessSettings,
 }
 
 impl Config {
@@ -436,7 +470,9 @@ impl Config {
         if hold.default_ttl.is_zero() {
             return Err(invalid("hold.default_ttl", "must be longer than 0"));
         }
+        let access = access_settings(file.access)?;
         Ok(Self {
+            access,
             hold,
             domains,
             state_dir,
@@ -460,6 +496,33 @@ impl Config {
     pub fn serves(&self, domain: &str) -> bool {
         self.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
     }
+}
+
+fn access_settings(section: AccessSection) -> Result<AccessSettings, ConfigError> {
+    let default_data = section
+        .default_data
+        .unwrap_or_else(|| vec!["*@*".to_owned()])
+        .iter()
+        .enumerate()
+        .map(|(i, actor)| {
+            imxp_apex::access::Actor::parse(actor)
+                .map_err(|e| invalid(format!("access.default_data[{i}]"), e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    let admins = section
+        .admins
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, admin)| {
+            imxp_apex::Endpoint::parse(admin)
+                .map_err(|e| invalid(format!("access.admins[{i}]"), format!("{admin:?}: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(AccessSettings {
+        default_data,
+        admins,
+    })
 }
 
 fn listen_addresses(
@@ -685,6 +748,37 @@ mod tests {
         );
         let typo = error_key(&format!("{base}[queue]\nmax_lifetme = \"1d\""));
         assert!(typo.contains("max_lifetme"), "{typo}");
+    }
+
+    #[test]
+    fn access_settings() {
+        let base = "[relay]\ndomains = [\"a.test\"]\nstate_dir = \"s\"\n[tls]\nrequired = false\n";
+        let config = parse(base).unwrap();
+        let keys: Vec<String> = config.access.default_data.iter().map(|a| a.key()).collect();
+        assert_eq!(keys, ["*@*"], "everyone may write unless blocked");
+        assert!(config.access.admins.is_empty());
+        let config = parse(&format!(
+            "{base}[access]\ndefault_data = []\nadmins = [\"postmaster@a.test\"]\n"
+        ))
+        .unwrap();
+        assert!(config.access.default_data.is_empty());
+        assert_eq!(config.access.admins[0].to_string(), "postmaster@a.test");
+        let config = parse(&format!(
+            "{base}[access]\ndefault_data = [\"*@*.A.test\", \"fred/*@b.test\"]\n"
+        ))
+        .unwrap();
+        let keys: Vec<String> = config.access.default_data.iter().map(|a| a.key()).collect();
+        assert_eq!(keys, ["*@*.a.test", "fred/*@b.test"]);
+        assert_eq!(
+            error_key(&format!(
+                "{base}[access]\ndefault_data = [\"*@*\", \"fr*d@a.test\"]\n"
+            )),
+            "access.default_data[1]"
+        );
+        assert_eq!(
+            error_key(&format!("{base}[access]\nadmins = [\"postmaster\"]\n")),
+            "access.admins[0]"
+        );
     }
 
     #[test]

@@ -168,7 +168,9 @@ async fn release(relay: &Relay, deliverer: &Deliverer, endpoint: &str, stop: &Ca
         let mut outcomes = Vec::new();
         let mut detached = false;
         for &index in &claim.attempt {
-            let outcome = deliverer.deliver_held(&content, endpoint).await;
+            let outcome = deliverer
+                .deliver_held(&claim.envelope, &content, endpoint)
+                .await;
             match &outcome {
                 Outcome::Delivered { .. } => {
                     tracing::info!(%id, recipient = %endpoint, via = "local", event = "delivered", held = true);

@@ -16,12 +16,15 @@
 //! * `attachments` — which endpoints are attached where (`attachOverride`).
 //! * `hold` — held datagrams (`hold4Endpoint`) released when their endpoint
 //!   attaches.
+//! * `access` — the access service `apex=access@<domain>` (RFC 3341) and
+//!   the `core:data` check of local delivery; entries in `access.json`.
 //! * `datagram` — APEX payloads as the relay reads and writes them.
 //! * [`auth`] — the users file and SASL mechanisms for edge sessions.
 //! * [`tls`] — certificates, rustls configurations, peer-name checks.
 //! * [`route`] — where a domain's datagrams go: local, a static route, or
 //!   DNS SRV `_apex-mesh._tcp` (RFC 2782) with the implicit fallback.
 
+mod access;
 pub mod activation;
 mod attachments;
 pub mod auth;

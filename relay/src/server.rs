@@ -4,6 +4,7 @@
 //! and on shutdown stops accepting, lets sessions and deliveries finish,
 //! and closes the spool.
 
+use crate::access::Access;
 use crate::attachments::Attachments;
 use crate::auth::EdgeSasl;
 use crate::config::{Config, SpoolEngine};
@@ -48,6 +49,9 @@ pub enum RelayError {
     /// The router could not be set up.
     #[error("routing: {0}")]
     Route(#[from] crate::route::RouteError),
+    /// The access entries could not be read.
+    #[error("access entries: {0}")]
+    Access(String),
 }
 
 /// Bound listening sockets.
@@ -158,6 +162,7 @@ pub(crate) struct Relay {
     pub(crate) release: Release,
     pub(crate) tls: TlsMaterial,
     pub(crate) sasl: EdgeSasl,
+    pub(crate) access: Access,
     next_session: AtomicU64,
 }
 
@@ -212,6 +217,8 @@ pub async fn run(
         resumed = report.resumed,
         "spool open"
     );
+    let access = Access::open(&config.state_dir, &config.access)
+        .map_err(|e| RelayError::Access(e.to_string()))?;
     let tls = TlsMaterial::load(&config)?;
     let sasl = EdgeSasl::open(&config.users)?.allow_plain_without_tls(!config.tls.required);
     let router = Router::new(
@@ -237,6 +244,7 @@ pub async fn run(
         release: Release::default(),
         tls,
         sasl,
+        access,
         next_session: AtomicU64::new(1),
         config,
     });

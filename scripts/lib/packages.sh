@@ -19,3 +19,6 @@ ensure_packages() {
 
 # The packages every build of the workspace needs.
 BUILD_PACKAGES=(pkg-config libssl-dev libclang-dev clang)
+
+# The standard tools the end-to-end interop tests run against (e2e/tests/).
+TEST_PACKAGES=(gnupg openssl)
