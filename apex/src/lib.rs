@@ -15,6 +15,12 @@
 //!   [`Content`]), [`option`] (§5, kept generic with its content verbatim),
 //!   [`reply`] (`ok` and the BEEP `error`), [`status`] (`statusResponse`,
 //!   `destination`, `reply`; §5.1, §6).
+//! * [`party`] — the RFC 3342 options a relay acts on, typed:
+//!   [`DataTiming`] and [`DataHopping`] with their per-hop arithmetic.
+//! * [`processing`] — the option rules of RFC 3340 §5 as pure functions:
+//!   `targetHop` applicability ([`Hop`]), `mustUnderstand`, what is removed
+//!   before transmitting, where a `data`'s typed options are, and whether a
+//!   `data` is a report (reports never cause reports).
 //! * [`message`] — [`Operation`] and [`ParsedMessage`]: a whole MSG payload
 //!   (`application/beep+xml`, or `multipart/related` with the content part
 //!   kept octet for octet) and the `<start>` init forms.
@@ -83,6 +89,8 @@ pub mod limits;
 pub mod message;
 pub mod mime;
 pub mod option;
+pub mod party;
+pub mod processing;
 pub mod reply;
 pub mod status;
 pub mod terminate;
@@ -99,6 +107,8 @@ pub use limits::Limits;
 pub use message::{Operation, ParsedMessage};
 pub use mime::MimePart;
 pub use option::{ApexOption, OptionKind, TargetHop};
+pub use party::{DataHopping, DataTiming, TimingStep};
+pub use processing::Hop;
 pub use reply::{ErrorReply, Response};
 pub use status::{Destination, Reply, StatusResponse};
 pub use terminate::Terminate;

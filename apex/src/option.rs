@@ -25,16 +25,6 @@ use crate::xml::{self, Document, Element};
 /// Name of the `statusRequest` option (RFC 3340 §5.1).
 pub const STATUS_REQUEST: &str = "statusRequest";
 
-/// Name of the `attachOverride` option (RFC 3342 §1): in `attach`, the new
-/// attachment takes over from the one already attached as the endpoint.
-pub const ATTACH_OVERRIDE: &str = "attachOverride";
-
-/// Name of the `hold4Endpoint` option (RFC 3342 §3): in `data`, a local
-/// recipient that is not attached is queued until it attaches. The option
-/// has no attributes of its own: its presence means true (spec-digest §9
-/// erratum 17).
-pub const HOLD_FOR_ENDPOINT: &str = "hold4Endpoint";
-
 /// The default `localize` value.
 pub const DEFAULT_LOCALIZE: &str = "i-default";
 
@@ -196,6 +186,18 @@ impl ApexOption {
             out.push_str(&self.content);
             out.push_str("</option>");
         }
+    }
+
+    /// Parses a bare `option` element, e.g. one an operator configured.
+    pub fn parse(xml: &[u8]) -> Result<Self, ApexError> {
+        let doc = xml::parse(xml, &Limits::default())?;
+        if doc.root.name != "option" {
+            return Err(ApexError::UnexpectedElement {
+                expected: "option",
+                found: doc.root.name,
+            });
+        }
+        Self::from_element(&doc, &doc.root)
     }
 
     /// The element as a string.

@@ -527,7 +527,7 @@ pub(crate) fn attach_element(endpoint: Endpoint, trans_id: u32, take_over: bool)
     let mut attach = Attach::new(endpoint, trans_id);
     if take_over {
         attach.options.push(imxp_apex::ApexOption::internal(
-            imxp_apex::option::ATTACH_OVERRIDE,
+            imxp_apex::party::ATTACH_OVERRIDE,
         ));
     }
     attach

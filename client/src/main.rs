@@ -29,7 +29,8 @@ imxp --relay relay.example.com --user fred@example.com --password-file ~/.imxp-p
 send --from fred@example.com --to barney@example.org 'Hello, Barney'\n  \
 imxp --relay relay.example.com:913 --ca ca.pem --user fred@example.com --password-file - \\\n      \
 listen --as fred@example.com --json\n\n\
-Set IMXP_LOG (e.g. IMXP_LOG=debug) for diagnostics on standard error."
+Set IMXP_LOG (e.g. IMXP_LOG=debug) for diagnostics on standard error.\n\n\
+End-to-end keys (OpenPGP, S/MIME): imxp keys --help"
 )]
 struct Cli {
     #[command(flatten)]
@@ -52,7 +53,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(code) = cli::keys::dispatch(&args) {
+        return code;
+    }
+    let cli = Cli::parse_from(args);
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -95,7 +100,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let timeout = Duration::from_secs(cli.connection.timeout);
     // Read the content before connecting: a bad file fails fast.
     let body = match &cli.command {
-        Command::Send(send) => Some(read_body(send)?),
+        Command::Send(send) => {
+            let (content_type, body) = read_body(send)?;
+            Some(cli::protect::protect_body(
+                &send.protection,
+                &send.from,
+                &send.to,
+                content_type,
+                body,
+            )?)
+        }
         Command::Listen(_) => None,
     };
     let options = connect_options(&cli.connection)?;

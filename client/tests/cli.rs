@@ -458,6 +458,109 @@ async fn sigterm_ends_listen_cleanly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_delivery_options_and_listen_shows_reports() {
+    bounded(async {
+        let mut relay = FakeRelay::start().await;
+        let files = files(&relay, "secret");
+        let command = imxp(
+            &relay,
+            &files.ca,
+            files.password.to_str().unwrap(),
+            &[
+                "send",
+                "--from",
+                "fred@example.com",
+                "--to",
+                "barney@example.org",
+                "--status-request",
+                "--hop",
+                "all",
+                "--deadline",
+                "10000",
+                "--report-after",
+                "5000",
+                "--return-trip",
+                "20000",
+                "--hops",
+                "4",
+                "--report-errors",
+                "hi",
+            ],
+        );
+        let output = run(command, None).await;
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        let stdout = text(&output.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines[0], "accepted");
+        assert!(lines[1].starts_with("statusRequest transID="), "{stdout}");
+        assert!(lines[2].starts_with("dataTiming transID="), "{stdout}");
+        assert!(lines[3].starts_with("dataHopping transID="), "{stdout}");
+        let Seen::Attach { .. } = relay.next_seen().await else {
+            panic!("no attach")
+        };
+        let Seen::Data(data, _) = relay.next_seen().await else {
+            panic!("no data")
+        };
+        let status = data.option("statusRequest").expect("statusRequest");
+        assert_eq!(status.target_hop, imxp_apex::TargetHop::All);
+        assert!(lines[1].contains(&format!("transID={}", status.trans_id.unwrap())));
+        let (_, timing) = data.data_timing().unwrap().expect("dataTiming");
+        assert_eq!(
+            (timing.no_later_than, timing.report_after, timing.return_trip),
+            (10_000, 5_000, 20_000)
+        );
+        assert!(timing.report_errors);
+        let (_, hopping) = data.data_hopping().unwrap().expect("dataHopping");
+        assert_eq!(hopping.no_more_than, 4);
+
+        // A bad value names the flag.
+        let command = imxp(
+            &relay,
+            &files.ca,
+            files.password.to_str().unwrap(),
+            &[
+                "send", "--from", "fred@example.com", "--to", "b@example.org", "--hops", "0", "x",
+            ],
+        );
+        let output = run(command, None).await;
+        assert!(!output.status.success());
+        assert!(text(&output.stderr).contains("--hops"), "{}", text(&output.stderr));
+
+        // listen shows a report decoded.
+        let command = imxp(
+            &relay,
+            &files.ca,
+            files.password.to_str().unwrap(),
+            &["listen", "--as", "fred@example.com", "--count", "1"],
+        );
+        let listening = tokio::spawn(run(command, None));
+        let report = imxp_apex::StatusResponse::parse(
+            b"<statusResponse transID='86'><destination identity='barney@example.org'><reply code='250' /></destination></statusResponse>",
+        )
+        .unwrap();
+        let (data, content) = report.to_report(
+            imxp_apex::Domain::parse("example.org").unwrap(),
+            endpoint("fred@example.com"),
+        );
+        let answer = support::reply_of(
+            relay
+                .deliver_payload(&endpoint("fred@example.com"), data.to_payload(&content))
+                .await,
+        );
+        assert_eq!(answer, Response::Ok);
+        let output = listening.await.unwrap();
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        let stdout = text(&output.stdout);
+        assert!(stdout.starts_with("originator: apex=report@example.org\n"), "{stdout}");
+        assert!(
+            stdout.contains("report: transID=86\nstatus: barney@example.org 250\n"),
+            "{stdout}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_hold_adds_hold4endpoint() {
     bounded(async {
         let mut relay = FakeRelay::start().await;

@@ -233,6 +233,21 @@ pub fn text_entity(text: &str) -> Vec<u8> {
     ))
 }
 
+/// An entity of any media type (`content_type` may carry parameters)
+/// built with mail-builder: text is written 7-bit (quoted-printable or
+/// base64 where needed), anything else base64.
+pub fn content_entity(content_type: &str, body: &[u8]) -> Vec<u8> {
+    if let Ok(text) = std::str::from_utf8(body)
+        && content_type.trim().eq_ignore_ascii_case("text/plain")
+    {
+        return text_entity(text);
+    }
+    write_part(MimePart::new(
+        BuilderContentType::new(content_type.to_owned()),
+        BodyPart::Binary(Cow::Borrowed(body)),
+    ))
+}
+
 /// One part of a multipart built by [`multipart`].
 #[derive(Debug, Clone)]
 pub enum Part<'a> {
@@ -492,6 +507,18 @@ mod tests {
         assert!(split.headers.is_empty());
         assert_eq!(split.media_type(), "text/plain");
         assert!(split_entity(b"Content-Type: a/b\r\n").is_err());
+    }
+
+    #[test]
+    fn content_entities_are_7bit_and_read_back() {
+        let png = content_entity("image/png", &[0, 0xff, 10, 13]);
+        assert!(png.is_ascii());
+        let split = split_entity(&png).unwrap();
+        assert_eq!(split.media_type(), "image/png");
+        assert_eq!(split.decoded_body().unwrap(), [0, 0xff, 10, 13]);
+        let text = content_entity("text/plain; charset=utf-8", "grüß".as_bytes());
+        assert!(text.is_ascii());
+        assert_eq!(readable(&text).unwrap().text.as_deref(), Some("grüß"));
     }
 
     #[test]

@@ -37,6 +37,14 @@
 //! max_bytes_per_endpoint = 67108864
 //! default_ttl = "1d"         # when no dataTiming deadline bounds it
 //!
+//! [options]                  # RFC 3340 §4.4.4.1: options added at ingress
+//! default_hops = 16          # a dataHopping budget for data from endpoints
+//!                            # that carry none (loop protection); 0: off
+//! ingress = ["<option internal='hold4Endpoint' />"]  # added unless present
+//!
+//! [reports]                  # the report service apex=report@<domain>
+//! max_per_originator_per_minute = 60   # beyond: dropped, counted, logged
+//!
 //! [access]                   # the access service, RFC 3341
 //! default_data = ["*@*"]     # who may send data to a local endpoint unless
 //!                            # its owner says otherwise; [] = RFC defaults
@@ -133,6 +141,10 @@ struct File {
     access: AccessSection,
     #[serde(default)]
     hold: HoldSection,
+    #[serde(default)]
+    options: OptionsSection,
+    #[serde(default)]
+    reports: ReportsSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -141,6 +153,19 @@ struct HoldSection {
     max_per_endpoint: Option<u64>,
     max_bytes_per_endpoint: Option<u64>,
     default_ttl: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptionsSection {
+    default_hops: Option<u32>,
+    ingress: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportsSection {
+    max_per_originator_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -266,6 +291,25 @@ pub struct HoldSettings {
     pub default_ttl: Duration,
 }
 
+/// Options the relay adds to data from endpoints (`[options]`).
+#[derive(Debug, Clone, Default)]
+pub struct OptionSettings {
+    /// `default_hops`: the `dataHopping` budget added to data that carries
+    /// none (RFC 3342 §4); 0 adds nothing.
+    pub default_hops: u8,
+    /// `ingress`: options added to data that carries none of the same name.
+    pub ingress: Vec<imxp_apex::ApexOption>,
+}
+
+/// The report service (`[reports]`, RFC 3340 §6.2).
+#[derive(Debug, Clone)]
+pub struct ReportSettings {
+    /// `max_per_originator_per_minute`: reports generated for one
+    /// originator per minute; beyond, they are dropped (counted and
+    /// logged). 0 turns reports off.
+    pub max_per_originator_per_minute: u32,
+}
+
 /// Which spool engine to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpoolEngine {
@@ -311,6 +355,10 @@ pub struct Config {
     pub max_sessions: usize,
     /// `hold4Endpoint` limits.
     pub hold: HoldSettings,
+    /// Options added at ingress.
+    pub options: OptionSettings,
+    /// The report service.
+    pub reports: ReportSettings,
     /// Access service policy.
     pub access: AccessSettings,
 }
@@ -470,10 +518,27 @@ impl Config {
         if hold.default_ttl.is_zero() {
             return Err(invalid("hold.default_ttl", "must be longer than 0"));
         }
+        let default_hops = file.options.default_hops.unwrap_or(0);
+        let default_hops = u8::try_from(default_hops)
+            .map_err(|_| invalid("options.default_hops", "must be 0..255 (RFC 3342 HOPS)"))?;
+        let mut ingress = Vec::new();
+        for (i, text) in file.options.ingress.unwrap_or_default().iter().enumerate() {
+            let option = imxp_apex::ApexOption::parse(text.as_bytes())
+                .map_err(|e| invalid(format!("options.ingress[{i}]"), e.to_string()))?;
+            ingress.push(option);
+        }
+        let reports = ReportSettings {
+            max_per_originator_per_minute: file.reports.max_per_originator_per_minute.unwrap_or(60),
+        };
         let access = access_settings(file.access)?;
         Ok(Self {
             access,
             hold,
+            options: OptionSettings {
+                default_hops,
+                ingress,
+            },
+            reports,
             domains,
             state_dir,
             allow_root: file.relay.allow_root.unwrap_or(false),
@@ -645,6 +710,20 @@ mod tests {
         assert_eq!(config.hold.max_per_endpoint, 1000);
         assert_eq!(config.hold.default_ttl, Duration::from_secs(86_400));
         assert!(config.serves("EXAMPLE.com"));
+        assert_eq!(config.options.default_hops, 0);
+        assert!(config.options.ingress.is_empty());
+        assert_eq!(config.reports.max_per_originator_per_minute, 60);
+    }
+
+    #[test]
+    fn options_and_reports() {
+        let config = parse(&format!(
+            "{MINIMAL}[options]\ndefault_hops = 8\ningress = [\"<option internal='hold4Endpoint' />\"]\n[reports]\nmax_per_originator_per_minute = 5\n"
+        ))
+        .unwrap();
+        assert_eq!(config.options.default_hops, 8);
+        assert!(config.options.ingress[0].is_internal("hold4Endpoint"));
+        assert_eq!(config.reports.max_per_originator_per_minute, 5);
     }
 
     #[test]
@@ -745,6 +824,16 @@ mod tests {
         assert_eq!(
             error_key(&format!("{base}[hold]\ndefault_ttl = \"soon\"")),
             "hold.default_ttl"
+        );
+        assert_eq!(
+            error_key(&format!("{base}[options]\ndefault_hops = 256")),
+            "options.default_hops"
+        );
+        assert_eq!(
+            error_key(&format!(
+                "{base}[options]\ningress = [\"<option internal='a' />\", \"<option />\"]"
+            )),
+            "options.ingress[1]"
         );
         let typo = error_key(&format!("{base}[queue]\nmax_lifetme = \"1d\""));
         assert!(typo.contains("max_lifetme"), "{typo}");

@@ -8,10 +8,10 @@
 
 use bytes::Bytes;
 use imxp_apex::{
-    Bind, Content, Domain, Endpoint, ErrorReply, Limits, Operation, ReplyCode, Response,
+    Bind, Content, Data, Domain, Endpoint, ErrorReply, Hop, Limits, Operation, ReplyCode, Response,
 };
 use imxp_beep::io::Channel;
-use imxp_spool::DatagramId;
+use imxp_spool::{DatagramId, Failure, FailureKind, QueueOptions};
 use sha2::{Digest, Sha256};
 
 /// The APEX profile URI (RFC 3340 §4.2).
@@ -29,10 +29,16 @@ pub(crate) struct Incoming {
     pub(crate) originator: String,
     /// Canonical recipients.
     pub(crate) recipients: Vec<String>,
-    /// The MSG payload as received.
+    /// The MSG payload as received (or with the operator's ingress options
+    /// added, [`crate::options::at_intake`]).
     pub(crate) payload: Bytes,
-    /// The data carries `hold4Endpoint` (RFC 3342 §3).
-    pub(crate) hold: bool,
+    /// The parsed `data` and its content.
+    pub(crate) data: Box<Data>,
+    /// Its content (sharing the payload's bytes).
+    pub(crate) content: Content,
+    /// What the spool needs of its options (filled in by
+    /// [`crate::options::at_intake`]).
+    pub(crate) options: QueueOptions,
 }
 
 /// What a MSG on an APEX channel asks for.
@@ -98,10 +104,9 @@ pub(crate) fn parse_request(payload: &Bytes, max_message_size: usize) -> Result<
                 originator,
                 recipients,
                 payload: payload.clone(),
-                hold: data
-                    .options
-                    .iter()
-                    .any(|o| o.is_internal(imxp_apex::option::HOLD_FOR_ENDPOINT)),
+                data: Box::new(data),
+                content,
+                options: QueueOptions::default(),
             })
         }
     })
@@ -114,7 +119,7 @@ fn attach_request(attach: imxp_apex::Attach) -> Request {
         take_over: attach
             .options
             .iter()
-            .any(|o| o.is_internal(imxp_apex::option::ATTACH_OVERRIDE)),
+            .any(|o| o.is_internal(imxp_apex::party::ATTACH_OVERRIDE)),
         endpoint: attach.endpoint,
         trans_id: attach.trans_id,
     }
@@ -135,7 +140,11 @@ pub(crate) fn parse_init(init: &[u8]) -> Result<Request, Refusal> {
 /// The dedup key of a datagram: a digest of its originator, recipients and
 /// content. A Content-ID is globally unique (RFC 2045), so the same
 /// content part sent again is the same datagram resent.
-fn datagram_id(originator: &str, recipients: &[String], content: &Content) -> DatagramId {
+pub(crate) fn datagram_id(
+    originator: &str,
+    recipients: &[String],
+    content: &Content,
+) -> DatagramId {
     let mut digest = Sha256::new();
     digest.update(originator.as_bytes());
     for recipient in recipients {
@@ -157,20 +166,157 @@ fn datagram_id(originator: &str, recipients: &[String], content: &Content) -> Da
     DatagramId::from_bytes(id)
 }
 
-/// A new `data` for the next hop: the stored one with only `recipients`,
-/// same originator, options and content octet for octet.
-pub(crate) fn for_recipients(stored: &Bytes, recipients: &[String]) -> Result<Bytes, Refusal> {
+/// Parses a stored payload back into its `data` and content.
+pub(crate) fn parse_stored(stored: &Bytes) -> Result<(Data, Content), Refusal> {
     let parsed = Operation::parse_bytes(stored, &Limits::default().with_max_payload(usize::MAX))
         .map_err(|e| refusal(&e))?;
-    let (mut data, content) = parsed
+    parsed
         .into_data()
-        .ok_or_else(|| (500, "stored datagram is not a data".to_owned()))?;
-    data.recipients
-        .retain(|r| recipients.contains(&key(&r.identity)));
-    if data.recipients.is_empty() {
-        return Err((500, "no recipient left for this hop".to_owned()));
+        .ok_or_else(|| (500, "stored datagram is not a data".to_owned()))
+}
+
+/// The new `data` for one transmission (RFC 3340 §4.4.4.1 steps 5.2 and
+/// 5.3), with the option rules of RFC 3340 §5 and RFC 3342 applied.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    /// The payload to send, if any recipient is left.
+    pub(crate) payload: Option<Bytes>,
+    /// The recipients that may be sent to (canonical).
+    pub(crate) recipients: Vec<String>,
+    /// Recipients that fail before sending, and why.
+    pub(crate) failed: Vec<(String, Failure)>,
+    /// `reportAfter` ran out at this hop: a transient (350) report is due
+    /// for the recipients sent to (RFC 3342 §2.2).
+    pub(crate) report_transient: bool,
+    /// What is left of `noLaterThan`, if set: the time the next hop or the
+    /// endpoint has to answer (RFC 3342 §2.1, step 5.3).
+    pub(crate) time_left_ms: Option<u64>,
+    /// What is left of `reportAfter`, if set: without an answer by then,
+    /// the transient report is due (RFC 3342 §2.2, step 5.3).
+    pub(crate) report_after_left_ms: Option<u64>,
+}
+
+/// Builds the `data` for `recipients` of the stored datagram, transmitted
+/// as `hop` after `elapsed_ms` at this relay: per-originator and
+/// per-recipient mustUnderstand options that apply and are not understood
+/// fail their recipient (504, after `ok`: spec-digest §9 erratum 10);
+/// `targetHop='this'` options are removed; the `dataTiming` counters are
+/// reduced by `elapsed_ms` (noLaterThan run out: the recipients fail as
+/// expired, nothing is sent); going to a next relay, the `dataHopping`
+/// budget is decremented (run out: the recipients fail, nothing is sent).
+/// Identities and content are kept octet for octet (DESIGN rule 3).
+pub(crate) fn prepare(
+    stored: &Bytes,
+    recipients: &[String],
+    hop: Hop,
+    elapsed_ms: u64,
+) -> Result<Prepared, Refusal> {
+    let (mut data, content) = parse_stored(stored)?;
+    let mut failed = Vec::new();
+    let mut keep = Vec::new();
+    for (index, recipient) in data.recipients.iter().enumerate() {
+        let name = key(&recipient.identity);
+        if !recipients.contains(&name) {
+            continue;
+        }
+        match data.recipient_not_understood(index, hop) {
+            Some(option) => failed.push((
+                name,
+                Failure::new(
+                    FailureKind::Reply {
+                        code: imxp_apex::processing::NOT_UNDERSTOOD.0,
+                    },
+                    imxp_apex::processing::not_understood_text(option),
+                ),
+            )),
+            None => keep.push(index),
+        }
     }
-    Ok(Bytes::from(data.to_payload(&content)))
+    let mut index = 0;
+    data.recipients.retain(|_| {
+        index += 1;
+        keep.contains(&(index - 1))
+    });
+    let names: Vec<String> = data.recipient_identities().map(key).collect();
+    let mut prepared = Prepared {
+        payload: None,
+        recipients: Vec::new(),
+        failed,
+        report_transient: false,
+        time_left_ms: None,
+        report_after_left_ms: None,
+    };
+    if names.is_empty() {
+        return Ok(prepared);
+    }
+    let fail_all = |prepared: &mut Prepared, failure: Failure| {
+        prepared
+            .failed
+            .extend(names.iter().map(|n| (n.clone(), failure.clone())));
+    };
+    data.strip_this();
+    match data.data_timing() {
+        Ok(Some((_, timing))) => {
+            let step = timing.elapse(elapsed_ms);
+            if step.expired {
+                fail_all(
+                    &mut prepared,
+                    Failure::new(
+                        FailureKind::Expired,
+                        format!(
+                            "dataTiming noLaterThan ({} ms) ran out after {elapsed_ms} ms here",
+                            timing.no_later_than
+                        ),
+                    ),
+                );
+                return Ok(prepared);
+            }
+            prepared.report_transient = step.report_transient;
+            if step.timing.no_later_than != 0 {
+                prepared.time_left_ms = Some(u64::from(step.timing.no_later_than));
+            }
+            if step.timing.report_after != 0 {
+                prepared.report_after_left_ms = Some(u64::from(step.timing.report_after));
+            }
+            data.set_data_timing(&step.timing);
+        }
+        Ok(None) => {}
+        Err(error) => {
+            fail_all(
+                &mut prepared,
+                Failure::new(FailureKind::Reply { code: 501 }, error.to_string()),
+            );
+            return Ok(prepared);
+        }
+    }
+    if hop == Hop::Forward {
+        match data.data_hopping() {
+            Ok(Some((_, hopping))) => match hopping.decrement() {
+                Some(next) => data.set_data_hopping(&next),
+                None => {
+                    fail_all(
+                        &mut prepared,
+                        Failure::new(
+                            FailureKind::HopLimit,
+                            "dataHopping noMoreThan ran out: not sent to a further relay",
+                        ),
+                    );
+                    return Ok(prepared);
+                }
+            },
+            Ok(None) => {}
+            Err(error) => {
+                fail_all(
+                    &mut prepared,
+                    Failure::new(FailureKind::Reply { code: 501 }, error.to_string()),
+                );
+                return Ok(prepared);
+            }
+        }
+    }
+    prepared.payload = Some(Bytes::from(data.to_payload(&content)));
+    prepared.recipients = names;
+    Ok(prepared)
 }
 
 /// The RPY payload `<ok />`.

@@ -13,13 +13,21 @@
 //!   goes to the new attachment.
 //! * Foreign domain: a new `data` with those recipients on the pooled
 //!   mesh session; success is the next relay's `ok` (step 5.2).
+//!
+//! Each new `data` is built just before it is sent
+//! ([`datagram::prepare`]): per-originator and per-recipient options are
+//! checked, `targetHop='this'` options removed, `dataTiming` reduced by the
+//! time spent here (queueing, routing and binding included: RFC 3342 §2),
+//! and `dataHopping` decremented on the way to a next relay (§4).
 
 use crate::attachments::Lookup;
-use crate::datagram;
+use crate::datagram::{self, Prepared};
 use crate::outbound::Outbound;
+use crate::report::{self, Reporter};
 use crate::route::{Route, Router};
 use crate::server::Relay;
 use bytes::Bytes;
+use imxp_apex::Hop;
 use imxp_beep::io::Response;
 use imxp_spool::{Envelope, Failure, FailureKind, Outcome};
 use std::sync::Arc;
@@ -40,15 +48,43 @@ pub(crate) struct Deliverer {
     relay: Arc<Relay>,
     router: Router,
     outbound: Outbound,
+    reporter: Arc<Reporter>,
 }
 
 impl Deliverer {
-    pub(crate) fn new(relay: Arc<Relay>, router: Router, outbound: Outbound) -> Self {
+    pub(crate) fn new(
+        relay: Arc<Relay>,
+        router: Router,
+        outbound: Outbound,
+        reporter: Arc<Reporter>,
+    ) -> Self {
         Self {
             relay,
             router,
             outbound,
+            reporter,
         }
+    }
+
+    /// Prepares the `data` for `recipients`, sending the transient report
+    /// if `reportAfter` ran out (RFC 3342 §2.2.1). `Err`: the stored
+    /// datagram is unreadable.
+    async fn prepare(
+        &self,
+        envelope: &Envelope,
+        content: &Bytes,
+        recipients: &[String],
+        hop: Hop,
+    ) -> Result<Prepared, Failure> {
+        let elapsed = self.relay.spool.now_ms().saturating_sub(envelope.queued_ms);
+        let prepared = datagram::prepare(content, recipients, hop, elapsed)
+            .map_err(|(code, text)| Failure::new(FailureKind::Reply { code }, text))?;
+        if prepared.report_transient {
+            for recipient in &prepared.recipients {
+                self.send_transient(envelope, content, recipient).await;
+            }
+        }
+        Ok(prepared)
     }
 
     /// Delivers `content` (the stored payload) to the recipients
@@ -73,18 +109,21 @@ impl Deliverer {
                     None => {
                         // Held datagrams for the endpoint go first.
                         self.relay.release.idle(recipient).await;
-                        self.deliver_local(content, recipient, envelope.options.hold_for_endpoint)
-                            .await
+                        self.deliver_local(
+                            envelope,
+                            content,
+                            recipient,
+                            envelope.options.hold_for_endpoint,
+                        )
+                        .await
                     }
                 };
                 outcomes.push((index, outcome));
             }
             return outcomes;
         }
-        let outcome = self
-            .deliver_remote(envelope, content, domain, indexes)
-            .await;
-        indexes.iter().map(|&i| (i, outcome.clone())).collect()
+        self.deliver_remote(envelope, content, domain, indexes)
+            .await
     }
 
     /// The access service's part in local delivery (RFC 3341): datagrams
@@ -108,9 +147,9 @@ impl Deliverer {
     }
 
     /// Delivers a datagram held for `endpoint` (it attached): like any
-    /// local delivery of a `hold4Endpoint` datagram.
-    /// The access check applies as at any delivery (entries may have
-    /// changed while it was held).
+    /// local delivery of a `hold4Endpoint` datagram. The access check
+    /// applies as at any delivery (entries may have changed while it was
+    /// held).
     pub(crate) async fn deliver_held(
         &self,
         envelope: &Envelope,
@@ -119,21 +158,28 @@ impl Deliverer {
     ) -> Outcome {
         match self.access_check(&envelope.originator, endpoint) {
             Some(AccessHook::Blocked(outcome)) => outcome,
-            Some(AccessHook::Service) | None => self.deliver_local(content, endpoint, true).await,
+            Some(AccessHook::Service) | None => {
+                self.deliver_local(envelope, content, endpoint, true).await
+            }
         }
     }
 
-    /// Sends `content` for `recipient` to the application attached as it;
-    /// not attached: [`Outcome::Held`] if `hold`, else failed.
-    async fn deliver_local(&self, content: &Bytes, recipient: &str, hold: bool) -> Outcome {
-        let payload = match datagram::for_recipients(content, &[recipient.to_owned()]) {
-            Ok(payload) => payload,
-            Err((code, text)) => {
-                return Outcome::Failed(Failure::new(FailureKind::Reply { code }, text));
-            }
-        };
+    /// Sends the datagram for `recipient` to the application attached as
+    /// it; not attached: [`Outcome::Held`] if `hold`, else failed.
+    async fn deliver_local(
+        &self,
+        envelope: &Envelope,
+        content: &Bytes,
+        recipient: &str,
+        hold: bool,
+    ) -> Outcome {
         let mut handovers = 0;
         let mut waited = Duration::ZERO;
+        // Prepared once, at the first attachment found; kept across
+        // handovers (an override), with the same deadline.
+        let mut prepared: Option<(Bytes, Duration, bool, Option<Duration>)> = None;
+        let mut transient_sent = false;
+        let mut started = None;
         loop {
             let (channel, ended) = match self.relay.attachments.lookup(recipient) {
                 Lookup::Ready { channel, ended } => (channel, ended),
@@ -159,8 +205,35 @@ impl Deliverer {
                     ));
                 }
             };
-            let answer = tokio::select! {
-                answer = tokio::time::timeout(REPLY_TIMEOUT, channel.request(payload.clone())) => answer,
+            let (payload, wait, timing, report_after) = match &prepared {
+                Some(ready) => ready.clone(),
+                None => {
+                    let ready = match self.prepare_local(envelope, content, recipient).await {
+                        Ok(ready) => ready,
+                        Err(outcome) => return outcome,
+                    };
+                    prepared = Some(ready.clone());
+                    ready
+                }
+            };
+            let started = *started.get_or_insert_with(tokio::time::Instant::now);
+            let request = channel.request(payload);
+            tokio::pin!(request);
+            let answered = tokio::select! {
+                answered = async {
+                    // RFC 3342 §2.2, step 5.3: no `ok` within what is left
+                    // of reportAfter → the transient report, and keep
+                    // waiting.
+                    if let Some(left) = report_after
+                        && !transient_sent
+                        && left < wait
+                        && tokio::time::timeout_at(started + left, &mut request).await.is_err()
+                    {
+                        transient_sent = true;
+                        self.send_transient(envelope, content, recipient).await;
+                    }
+                    tokio::time::timeout_at(started + wait, &mut request).await
+                } => answered,
                 () = ended.cancelled() => {
                     // Overridden or detached while in flight: RFC 3342 §1
                     // lets data meant for the old application go to the new.
@@ -174,7 +247,7 @@ impl Deliverer {
                     continue;
                 }
             };
-            return match answer {
+            return match answered {
                 Ok(Ok(response)) => outcome_of(&response, Some("local".into())),
                 Ok(Err(_)) if hold && !self.relay.attachments.is_attached(recipient) => {
                     Outcome::Held
@@ -183,12 +256,54 @@ impl Deliverer {
                     FailureKind::Connect,
                     format!("{recipient}: {error}"),
                 )),
+                Err(_) if timing => Outcome::Failed(Failure::new(
+                    FailureKind::Expired,
+                    format!("{recipient}: no answer within dataTiming noLaterThan"),
+                )),
                 Err(_) => Outcome::Deferred(Failure::new(
                     FailureKind::Connect,
                     format!("{recipient}: no answer within {REPLY_TIMEOUT:?}"),
                 )),
             };
         }
+    }
+
+    /// The `data` for a local recipient, and how long the endpoint has to
+    /// answer: (payload, wait, whether the wait is dataTiming's
+    /// noLaterThan, what is left of reportAfter).
+    async fn prepare_local(
+        &self,
+        envelope: &Envelope,
+        content: &Bytes,
+        recipient: &str,
+    ) -> Result<(Bytes, Duration, bool, Option<Duration>), Outcome> {
+        let prepared: Prepared = self
+            .prepare(envelope, content, &[recipient.to_owned()], Hop::Final)
+            .await
+            .map_err(Outcome::Failed)?;
+        if let Some((_, failure)) = prepared.failed.into_iter().next() {
+            return Err(Outcome::Failed(failure));
+        }
+        let Some(payload) = prepared.payload else {
+            return Err(Outcome::Failed(Failure::new(
+                FailureKind::Other,
+                "nothing to deliver",
+            )));
+        };
+        // RFC 3342 §2.1, step 5.3: no `ok` within what is left of
+        // noLaterThan is a (timing) failure.
+        let (wait, timing) = match prepared.time_left_ms {
+            Some(left) if Duration::from_millis(left) < REPLY_TIMEOUT => {
+                (Duration::from_millis(left), true)
+            }
+            _ => (REPLY_TIMEOUT, false),
+        };
+        Ok((
+            payload,
+            wait,
+            timing,
+            prepared.report_after_left_ms.map(Duration::from_millis),
+        ))
     }
 
     /// After the spool recorded [`Outcome::Held`] for `endpoint`: if it
@@ -199,43 +314,76 @@ impl Deliverer {
         }
     }
 
+    /// Sends the transient (350) report for `recipient` (RFC 3342 §2.2.1).
+    async fn send_transient(&self, envelope: &Envelope, content: &Bytes, recipient: &str) {
+        if let Ok((data, stored)) = datagram::parse_stored(content)
+            && let Some(report) = report::transient(&data, &stored, &[recipient.to_owned()])
+            && let Err(error) = self.reporter.send(envelope.id, report).await
+        {
+            tracing::error!(id = %envelope.id, %error, "queueing the transient report failed");
+        }
+    }
+
     async fn deliver_remote(
         &self,
         envelope: &Envelope,
         content: &Bytes,
         domain: &str,
         indexes: &[usize],
-    ) -> Outcome {
+    ) -> Vec<(usize, Outcome)> {
+        let all = |outcome: Outcome| indexes.iter().map(|&i| (i, outcome.clone())).collect();
         let targets = match self.router.route(domain).await {
             Ok(Route::Remote(targets)) => targets,
             Ok(Route::Local) => {
-                return Outcome::Failed(Failure::new(
+                return all(Outcome::Failed(Failure::new(
                     FailureKind::Policy,
                     format!("{domain} routes to this relay but is not served here"),
-                ));
+                )));
             }
             Err(error) if error.is_permanent() => {
-                return Outcome::Failed(Failure::new(FailureKind::Dns, error.to_string()));
+                return all(Outcome::Failed(Failure::new(
+                    FailureKind::Dns,
+                    error.to_string(),
+                )));
             }
             Err(error) => {
-                return Outcome::Deferred(Failure::new(FailureKind::Dns, error.to_string()));
-            }
-        };
-        let recipients: Vec<String> = indexes
-            .iter()
-            .map(|&i| envelope.recipients[i].endpoint.clone())
-            .collect();
-        let payload = match datagram::for_recipients(content, &recipients) {
-            Ok(payload) => payload,
-            Err((code, text)) => {
-                return Outcome::Failed(Failure::new(FailureKind::Reply { code }, text));
+                return all(Outcome::Deferred(Failure::new(
+                    FailureKind::Dns,
+                    error.to_string(),
+                )));
             }
         };
         let (channel, via) = match self.outbound.channel(domain, &targets).await {
             Ok(found) => found,
-            Err(failure) => return Outcome::Deferred(failure),
+            Err(failure) => return all(Outcome::Deferred(failure)),
         };
-        match tokio::time::timeout(REPLY_TIMEOUT, channel.request(payload)).await {
+        // Built after routing and binding: that time counts (RFC 3342 §2).
+        let recipients: Vec<String> = indexes
+            .iter()
+            .map(|&i| envelope.recipients[i].endpoint.clone())
+            .collect();
+        let prepared = match self
+            .prepare(envelope, content, &recipients, Hop::Forward)
+            .await
+        {
+            Ok(prepared) => prepared,
+            Err(failure) => return all(Outcome::Failed(failure)),
+        };
+        let index_of = |name: &str| {
+            indexes
+                .iter()
+                .copied()
+                .find(|&i| envelope.recipients[i].endpoint == name)
+        };
+        let mut outcomes: Vec<(usize, Outcome)> = prepared
+            .failed
+            .iter()
+            .filter_map(|(name, failure)| Some((index_of(name)?, Outcome::Failed(failure.clone()))))
+            .collect();
+        let Some(payload) = prepared.payload else {
+            return outcomes;
+        };
+        let outcome = match tokio::time::timeout(REPLY_TIMEOUT, channel.request(payload)).await {
             Ok(Ok(response)) => outcome_of(&response, Some(via)),
             Ok(Err(error)) => {
                 self.outbound.drop_session(domain);
@@ -251,7 +399,14 @@ impl Deliverer {
                     format!("{via}: no answer within {REPLY_TIMEOUT:?}"),
                 ))
             }
-        }
+        };
+        outcomes.extend(
+            prepared
+                .recipients
+                .iter()
+                .filter_map(|name| Some((index_of(name)?, outcome.clone()))),
+        );
+        outcomes
     }
 }
 

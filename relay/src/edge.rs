@@ -214,7 +214,14 @@ async fn run_channel(
                 if !attached.contains(&incoming.originator) {
                     Err((537, format!("not attached as {}", incoming.originator)))
                 } else {
-                    intake::spawn(&writes, &relay, &handle, msgno, incoming);
+                    intake::spawn(
+                        &writes,
+                        &relay,
+                        &handle,
+                        msgno,
+                        incoming,
+                        crate::options::Source::Edge,
+                    );
                     continue;
                 }
             }

@@ -148,7 +148,14 @@ async fn run_channel(
                 {
                     Err((537, format!("this relay does not relay to {foreign}")))
                 } else {
-                    intake::spawn(&writes, &relay, &handle, msgno, incoming);
+                    intake::spawn(
+                        &writes,
+                        &relay,
+                        &handle,
+                        msgno,
+                        incoming,
+                        crate::options::Source::Mesh,
+                    );
                     continue;
                 }
             }

@@ -5,6 +5,7 @@
 //! records the typed outcomes in the spool. Delivery never writes the spool.
 
 use crate::deliver::Deliverer;
+use crate::report::Reporter;
 use imxp_spool::{DatagramId, Outcome, Spool};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,7 @@ const SCAN_BATCH: usize = 1024;
 pub(crate) struct Scheduler {
     spool: Spool,
     deliverer: Arc<Deliverer>,
+    reporter: Arc<Reporter>,
     in_flight: Arc<Semaphore>,
     per_destination: usize,
     destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -32,12 +34,14 @@ impl Scheduler {
     pub(crate) fn new(
         spool: Spool,
         deliverer: Arc<Deliverer>,
+        reporter: Arc<Reporter>,
         max_in_flight: usize,
         per_destination: usize,
     ) -> Arc<Self> {
         Arc::new(Self {
             spool,
             deliverer,
+            reporter,
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
             per_destination,
             destinations: Mutex::new(HashMap::new()),
@@ -116,6 +120,11 @@ impl Scheduler {
         for &index in &claim.expired {
             tracing::info!(%id, recipient = %claim.envelope.recipients[index].endpoint, event = "expired");
         }
+        // Reports owed from before (expiry now, or handed out before a
+        // restart): send them first.
+        self.reporter
+            .send_owed(&claim.envelope, &claim.report_due)
+            .await;
         if claim.attempt.is_empty() {
             return;
         }
@@ -172,10 +181,16 @@ impl Scheduler {
             .map(|(index, _)| claim.envelope.recipients[*index].endpoint.clone())
             .collect();
         match self.spool.record(id, outcomes).await {
-            Ok(Some(recorded)) if recorded.removed => {
-                tracing::info!(%id, event = "removed");
+            Ok(Some(recorded)) => {
+                if recorded.removed {
+                    tracing::info!(%id, event = "removed");
+                } else if !recorded.report_due.is_empty() {
+                    self.reporter
+                        .send_owed(&recorded.envelope, &recorded.report_due)
+                        .await;
+                }
             }
-            Ok(_) => {}
+            Ok(None) => {}
             Err(error) => tracing::error!(%id, %error, "recording the outcome failed"),
         }
         for endpoint in held {

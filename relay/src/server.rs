@@ -12,6 +12,7 @@ use crate::deliver::Deliverer;
 use crate::hold::{self, Release};
 use crate::outbound::Outbound;
 use crate::qmgr::Scheduler;
+use crate::report::Reporter;
 use crate::route::{DnsSettings, Router};
 use crate::{edge, mesh, tls};
 use imxp_spool::{EngineKind, HoldPolicy, RetryPolicy, Spool, SpoolConfig};
@@ -248,10 +249,17 @@ pub async fn run(
         next_session: AtomicU64::new(1),
         config,
     });
-    let deliverer = Arc::new(Deliverer::new(relay.clone(), router, outbound));
+    let reporter = Arc::new(Reporter::new(relay.clone()));
+    let deliverer = Arc::new(Deliverer::new(
+        relay.clone(),
+        router,
+        outbound,
+        reporter.clone(),
+    ));
     let scheduler = Scheduler::new(
         spool.clone(),
         deliverer.clone(),
+        reporter,
         relay.config.queue.max_in_flight,
         relay.config.queue.max_per_destination,
     );

@@ -322,7 +322,8 @@ impl fmt::Display for StateName {
     }
 }
 
-/// Whether a failure report is owed for a failed recipient.
+/// Whether a report is owed for a recipient: a failure report for a failed
+/// one, or a delivery report when [`QueueOptions::report_delivery`] is set.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "report")]
 pub enum ReportState {
@@ -400,6 +401,11 @@ pub struct QueueOptions {
     /// When the originating relay first accepted it, if known.
     #[serde(default)]
     pub originated_ms: Option<u64>,
+    /// Whether a delivered recipient owes a report too (a `statusRequest`,
+    /// or a `dataTiming` `returnTrip` final-hop report): the relay decides
+    /// per recipient whether one applies at this hop.
+    #[serde(default)]
+    pub report_delivery: bool,
 }
 
 impl QueueOptions {
@@ -442,7 +448,7 @@ pub struct Envelope {
 impl Envelope {
     /// The due time of the envelope's entry in the due index: the earliest of
     /// its recipients' due times (queued: due; deferred: next due; held: the
-    /// expiry; failed with a report owed: when it failed), or `None` when
+    /// expiry; final with a report owed: when it ended), or `None` when
     /// nothing is schedulable (all in flight or final) or an operator holds it.
     pub fn due_ms(&self) -> Option<u64> {
         if self.admin_hold {
@@ -454,7 +460,10 @@ impl Envelope {
                 (RecipientState::Queued { due_ms }, _) => Some(*due_ms),
                 (RecipientState::Deferred { next_due_ms, .. }, _) => Some(*next_due_ms),
                 (RecipientState::Held { until_ms, .. }, _) => Some(self.held_deadline(*until_ms)),
-                (RecipientState::Failed { at_ms, .. }, ReportState::Owed) => Some(*at_ms),
+                (
+                    RecipientState::Failed { at_ms, .. } | RecipientState::Delivered { at_ms, .. },
+                    ReportState::Owed,
+                ) => Some(*at_ms),
                 _ => None,
             })
             .min()

@@ -227,7 +227,8 @@ pub struct Recorded {
     pub envelope: Envelope,
     /// Whether the datagram is complete and was removed.
     pub removed: bool,
-    /// Recipients that failed in this call and owe a report (claimed for the
+    /// Recipients that failed (or, with [`QueueOptions::report_delivery`],
+    /// were delivered) in this call and owe a report (claimed for the
     /// caller: send the report, then [`Spool::mark_reported`]).
     pub report_due: Vec<usize>,
 }
@@ -1411,6 +1412,10 @@ impl Spool {
                             at_ms: ctx.now_ms,
                             via,
                         };
+                        if env.options.report_delivery {
+                            r.report = ReportState::Owed;
+                            failed.push(i);
+                        }
                     }
                     Outcome::Deferred(error) => {
                         let attempt = r.attempts.max(1);

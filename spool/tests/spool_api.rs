@@ -278,6 +278,54 @@ fn permanent_failure_without_report_removes(kind: EngineKind) {
     assert_clean(&spool);
 }
 
+/// With `report_delivery`, a delivered recipient owes a report like a
+/// failed one; a report handed out but not confirmed before a stop is owed
+/// again after the restart (never lost), and once confirmed the datagram
+/// goes.
+fn delivery_report_owed_until_confirmed(kind: EngineKind) {
+    let env = Env::new(kind);
+    let opts = QueueOptions {
+        status_request: Some("86".into()),
+        report_delivery: true,
+        ..Default::default()
+    };
+    {
+        let spool = env.open();
+        spool
+            .enqueue(datagram(id(1), &["bob@b.example", "carol@b.example"], opts))
+            .wait()
+            .unwrap();
+        spool.claim(id(1)).wait().unwrap().unwrap();
+        let r = spool
+            .record(
+                id(1),
+                vec![
+                    (0, Outcome::Delivered { via: None }),
+                    (
+                        1,
+                        Outcome::Failed(Failure::new(FailureKind::HopLimit, "no hops")),
+                    ),
+                ],
+            )
+            .wait()
+            .unwrap()
+            .unwrap();
+        assert!(!r.removed);
+        assert_eq!(r.report_due, vec![0, 1]);
+        assert_clean(&spool);
+    }
+    let spool = env.open();
+    let e = spool.get(id(1)).unwrap().unwrap();
+    assert_eq!(e.recipients[0].report, ReportState::Owed);
+    assert_eq!(e.due_ms(), Some(T0));
+    let c = spool.claim(id(1)).wait().unwrap().unwrap();
+    assert!(c.attempt.is_empty());
+    assert_eq!(c.report_due, vec![0, 1]);
+    assert!(spool.mark_reported(id(1), vec![0, 1]).wait().unwrap());
+    assert!(spool.is_empty().unwrap());
+    assert_clean(&spool);
+}
+
 fn hold_for_endpoint(kind: EngineKind) {
     let env = Env::new(kind);
     let spool = env.open();
@@ -823,6 +871,7 @@ both_engines!(
     dedup_window,
     deliver_defer_expire_report,
     permanent_failure_without_report_removes,
+    delivery_report_owed_until_confirmed,
     hold_for_endpoint,
     held_in_arrival_order_with_limits_and_ttl,
     admin_operations,

@@ -91,6 +91,10 @@ pub struct RelaySpec {
     pub users: Vec<(String, String)>,
     /// Extra TOML appended to the configuration (e.g. a `[queue]` table).
     pub extra: String,
+    /// TLS on edge and mesh (default). Without it the relay has no
+    /// certificate and runs `[tls] required = false`: plaintext sessions
+    /// only (loopback tests that must see the bytes on the wire).
+    pub tls: bool,
 }
 
 impl RelaySpec {
@@ -107,6 +111,7 @@ impl RelaySpec {
                 .map(|u| (format!("{u}@{domain}"), format!("secret-{u}")))
                 .collect(),
             extra: "[queue]\nmin_backoff = \"1s\"\nmax_backoff = \"2s\"\n".to_owned(),
+            tls: true,
         }
     }
 }
@@ -121,6 +126,8 @@ pub struct TestRelay {
     pub mesh: SocketAddr,
     /// Its state directory.
     pub dir: PathBuf,
+    /// Whether its sessions use TLS ([`RelaySpec::tls`]).
+    pub tls: bool,
     /// The configuration file.
     pub config_path: PathBuf,
     stop: Option<oneshot::Sender<()>>,
@@ -147,8 +154,18 @@ pub async fn loopback_listener() -> TcpListener {
 pub fn write_config(spec: &RelaySpec, ca: &TestCa, dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir).expect("state dir");
     let names: Vec<&str> = spec.certificate_names.iter().map(String::as_str).collect();
-    let (cert, key) = ca.issue(&names, dir);
-    let ca_path = ca.write(dir);
+    let tls = if spec.tls {
+        let (cert, key) = ca.issue(&names, dir);
+        let ca_path = ca.write(dir);
+        format!(
+            "[tls]\ncert = \"{cert}\"\nkey = \"{key}\"\nca = \"{ca}\"\n",
+            cert = cert.display(),
+            key = key.display(),
+            ca = ca_path.display(),
+        )
+    } else {
+        "[tls]\nrequired = false\n".to_owned()
+    };
     let routes: String = spec
         .routes
         .iter()
@@ -162,14 +179,11 @@ pub fn write_config(spec: &RelaySpec, ca: &TestCa, dir: &Path) -> PathBuf {
     let text = format!(
         "[relay]\ndomains = [\"{domain}\"]\nstate_dir = \"{dir}\"\n\
          [listen]\nedge = [\"127.0.0.1:0\"]\nmesh = [\"127.0.0.1:0\"]\n\
-         [tls]\ncert = \"{cert}\"\nkey = \"{key}\"\nca = \"{ca}\"\n\
+         {tls}\
          [dns]\nnameservers = [{ns}]\ntimeout = \"2s\"\n\
          [routes]\n{routes}\n{extra}",
         domain = spec.domain,
         dir = dir.display(),
-        cert = cert.display(),
-        key = key.display(),
-        ca = ca_path.display(),
         ns = nameservers.join(", "),
         extra = spec.extra,
     );
@@ -226,6 +240,7 @@ impl TestRelay {
             edge: edge_address,
             mesh: mesh_address,
             dir: dir.to_owned(),
+            tls: spec.tls,
             config_path,
             stop: Some(stop),
             task: Some(task),
@@ -252,7 +267,9 @@ impl TestRelay {
     ) -> Result<Attached, imxp_client::ClientError> {
         let client = imxp_client::Client::connect(imxp_client::ConnectOptions {
             relay: self.edge.to_string(),
-            tls: Some((ca.client_config(&self.dir), self.domain.clone())),
+            tls: self
+                .tls
+                .then(|| (ca.client_config(&self.dir), self.domain.clone())),
             user: user.to_owned(),
             password: password.to_owned(),
         })

@@ -20,7 +20,7 @@ fn held_data(from: &str, to: &str, body: &[u8], more: Vec<ApexOption>) -> (Data,
     let (mut data, content) =
         imxp_client::payload::build_data(&ep(from), &[ep(to)], "text/plain", body).unwrap();
     data.options
-        .push(ApexOption::internal(imxp_apex::option::HOLD_FOR_ENDPOINT));
+        .push(ApexOption::internal(imxp_apex::party::HOLD_FOR_ENDPOINT));
     data.options.extend(more);
     (data, content)
 }
@@ -174,6 +174,9 @@ async fn rfc3342_hold4endpoint_example() {
                 .any(|o| o.is_internal("hold4Endpoint")),
             "the delivered data carries its options"
         );
+        // Time held counts: noLaterThan is reduced (60000 → less).
+        let (_, timing) = received.data.data_timing().unwrap().expect("dataTiming");
+        assert!(timing.no_later_than < 60_000, "{timing:?}");
         eventually("b.test removed it on barney's ok", || b.queued().is_empty()).await;
         nothing_more(&mut barney).await;
         a.stop().await;
@@ -227,8 +230,15 @@ async fn a_held_datagram_fails_at_the_hold_ttl() {
         let base = tempfile::tempdir().unwrap();
         let ca = TestCa::new();
         let (a, b, _) = two_relays(base.path(), &ca, "[hold]\ndefault_ttl = \"2s\"\n").await;
-        let fred = fred(&a, &ca).await;
-        send_in_order(&fred, &a, &b, &["too late"]).await;
+        let mut fred = fred(&a, &ca).await;
+        let (data, content) = held_data(
+            "fred@a.test",
+            "barney@b.test",
+            b"too late",
+            vec![ApexOption::status_request(77)],
+        );
+        fred.send_data(&data, &content).await.expect("accepted");
+        eventually("held at b.test", || held(&b, "barney@b.test") == 1).await;
         let envelope = &b.queued()[0];
         let RecipientState::Held { until_ms, .. } = envelope.recipients[0].state else {
             panic!("held: {envelope:?}");
@@ -237,10 +247,17 @@ async fn a_held_datagram_fails_at_the_hold_ttl() {
             until_ms.is_some(),
             "no dataTiming: the default TTL bounds it"
         );
-        eventually("it failed and left b.test's spool", || {
-            b.queued().is_empty()
-        })
-        .await;
+        // It fails: a failure report (statusRequest) and out of the spool.
+        let report = receive(&mut fred).await;
+        assert_eq!(report.originator, ep("apex=report@b.test"));
+        let status = imxp_apex::StatusResponse::from_data_content(
+            report.data.data_content.as_ref().expect("inline report"),
+        )
+        .unwrap();
+        assert_eq!(status.trans_id, 77);
+        assert_eq!(status.destinations[0].identity, ep("barney@b.test"));
+        assert_eq!(status.destinations[0].reply.code.0, 550);
+        eventually("it left b.test's spool", || b.queued().is_empty()).await;
         let mut barney = barney(&b, &ca, false).await.unwrap();
         nothing_more(&mut barney).await;
         a.stop().await;

@@ -27,6 +27,8 @@ pub(crate) struct ListenArgs {
     /// (attachOverride, RFC 3342 §1); they are ended with code 556.
     #[arg(long = "override")]
     pub(crate) take_over: bool,
+    #[command(flatten)]
+    pub(crate) keyring: super::protect::KeyringArg,
 }
 
 pub(crate) async fn listen_command(
@@ -35,6 +37,7 @@ pub(crate) async fn listen_command(
     mut interrupt: Interrupt,
     timeout: Duration,
 ) -> Result<ExitCode> {
+    let opener = super::protect::Opener::new(&listen.keyring)?;
     let mut attachment =
         attach_all_with(client, &listen.endpoints, listen.take_over, timeout).await?;
     let mut received = 0u64;
@@ -55,10 +58,10 @@ pub(crate) async fn listen_command(
         // Printed (and flushed) before the relay is told we have it; if
         // printing fails the datagram is dropped unanswered and refused
         // with 451, so the relay keeps it.
-        let text = if listen.json {
-            json_line(&datagram)
-        } else {
-            text_block(&datagram)
+        let text = match opener.render(&datagram, listen.json) {
+            Some(text) => text,
+            None if listen.json => json_line(&datagram),
+            None => text_block(&datagram),
         };
         stdout
             .write_all(text.as_bytes())

@@ -3,8 +3,11 @@
 
 pub(crate) mod connect;
 pub(crate) mod interrupt;
+pub(crate) mod keys;
 pub(crate) mod listen;
+pub(crate) mod options;
 pub(crate) mod output;
+pub(crate) mod protect;
 pub(crate) mod send;
 
 use anyhow::{Context as _, Result, bail};

@@ -1,6 +1,7 @@
 //! `imxp send`: attach as the originator, send one datagram, report the
 //! relay's answer.
 
+use super::options::DeliveryOptions;
 use super::{EXIT_REFUSED, attach_all, within};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
@@ -30,6 +31,11 @@ pub(crate) struct SendArgs {
     /// the content is UTF-8 text, else application/octet-stream).
     #[arg(long, value_name = "TYPE")]
     pub(crate) content_type: Option<String>,
+    /// Delivery options (status reports, deadlines, hop limits).
+    #[command(flatten)]
+    pub(crate) delivery: DeliveryOptions,
+    #[command(flatten)]
+    pub(crate) protection: Box<super::protect::ProtectArgs>,
     /// Ask the recipients' relay to hold the datagram until each recipient
     /// attaches (hold4Endpoint, RFC 3342 §3).
     #[arg(long)]
@@ -40,7 +46,7 @@ pub(crate) struct SendArgs {
 fn add_hold_option(send: &SendArgs, data: &mut imxp_apex::Data) {
     if send.hold {
         data.options.push(imxp_apex::ApexOption::internal(
-            imxp_apex::option::HOLD_FOR_ENDPOINT,
+            imxp_apex::party::HOLD_FOR_ENDPOINT,
         ));
     }
 }
@@ -84,10 +90,15 @@ pub(crate) async fn send_command(
     let (mut data, content) =
         imxp_client::payload::build_data(&send.from, &send.to, content_type, body)?;
     add_hold_option(&send, &mut data);
+    let asked = send.delivery.apply(&mut data);
     let sent = within(timeout, "sending", attachment.send_data(&data, &content)).await;
     let code = match sent {
         Ok(()) => {
             println!("accepted");
+            // What reports will answer (their transIDs).
+            for line in asked {
+                println!("{line}");
+            }
             ExitCode::SUCCESS
         }
         Err(error) => match error.downcast::<ClientError>() {

@@ -366,7 +366,7 @@ fn takes_over(attach: &imxp_apex::Attach) -> bool {
     attach
         .options
         .iter()
-        .any(|o| o.is_internal(imxp_apex::option::ATTACH_OVERRIDE))
+        .any(|o| o.is_internal(imxp_apex::party::ATTACH_OVERRIDE))
 }
 
 fn register(

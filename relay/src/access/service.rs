@@ -266,7 +266,10 @@ async fn send(
     let (data, content) = message.to_data(service.clone(), recipient.clone());
     let payload = Bytes::from(data.to_payload(&content));
     match datagram::parse_request(&payload, usize::MAX) {
-        Ok(Request::Data(incoming)) => intake::accept(relay, incoming).await.map_err(|e| e.0),
+        Ok(Request::Data(incoming)) => intake::accept(relay, incoming)
+            .await
+            .map(drop)
+            .map_err(|e| e.0),
         Ok(_) => Err("not a data".into()),
         Err((_, text)) => Err(text),
     }
