@@ -261,6 +261,9 @@ impl Plan {
             // Enough for a plain <start>, not for one with init content.
             config.max_message_size = 160;
             config.max_channels = 3;
+            // The long silence at the end releases an idle session.
+            config.idle_timeout = Some(Duration::from_secs(30));
+            config.max_outstanding = 2;
         }
         config.profiles_require_tls = self.has(Self::REQUIRE_TLS);
         config
@@ -328,9 +331,13 @@ pub fn session_input(data: &[u8]) {
         if harness.session.handle_input(harness.now, chunk).is_err() {
             return;
         }
+        if plan.has(Plan::SMALL_WINDOWS) {
+            // A keepalive SEQ between pieces must keep the output well-formed.
+            harness.session.keepalive();
+        }
         harness.drain();
     }
-    // Then a long silence: greeting and close timeouts fire.
+    // Then a long silence: greeting, close and idle timeouts fire.
     harness.now += Duration::from_secs(60);
     if harness.session.handle_timeout(harness.now).is_ok() {
         harness.drain();

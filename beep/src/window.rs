@@ -80,6 +80,12 @@ impl RecvWindow {
         self.held = self.held.saturating_sub(size as u64);
     }
 
+    /// The SEQ that re-advertises the current window unchanged (the
+    /// right edge stays where it is).
+    pub(crate) fn current(&self) -> (u32, u32) {
+        (self.expected, self.available())
+    }
+
     /// The SEQ to send now, if the window should be advertised (moves the
     /// right edge).
     pub(crate) fn poll_update(&mut self) -> Option<(u32, u32)> {

@@ -14,6 +14,9 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
+/// How often an otherwise silent session sends a SEQ keepalive.
+pub const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The apex-edge port (endpoint → relay), used when the relay address
 /// names no port.
 pub const DEFAULT_EDGE_PORT: u16 = 913;
@@ -101,6 +104,10 @@ impl Client {
         // Datagrams are small and interactive.
         let _ = stream.set_nodelay(true);
         let mut driver = DriverConfig::new(Config::new(Role::Initiator));
+        // A listening endpoint may send nothing for hours: a SEQ every
+        // minute keeps the relay's idle timeout (imxpd: 10 min) from
+        // releasing the session.
+        driver.keepalive = Some(KEEPALIVE);
         if let Some((config, name)) = &options.tls {
             let server_name = rustls::pki_types::ServerName::try_from(name.clone())
                 .map_err(|_| ClientError::ServerName(name.clone()))?;

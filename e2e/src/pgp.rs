@@ -51,23 +51,30 @@ pub struct PgpKeys {
 }
 
 impl PgpKeys {
-    /// The certificate bound to `identity`, for encrypting to it.
+    /// The certificate bound to `identity` (or, for a subaddress, to its
+    /// user), for encrypting to it.
     pub fn cert_for(&self, identity: &ImUri) -> Result<&Cert, E2eError> {
-        self.certs
-            .iter()
-            .chain(&self.secrets)
+        let all = || self.certs.iter().chain(&self.secrets);
+        all()
             .find(|cert| identities(cert).contains(identity))
+            .or_else(|| all().find(|cert| identities(cert).iter().any(|i| i.covers(identity))))
             .ok_or_else(|| E2eError::NoKey {
                 kind: "OpenPGP certificate",
                 identity: identity.to_string(),
             })
     }
 
-    /// The secret key bound to `identity`, for signing as it.
+    /// The secret key bound to `identity` (or, for a subaddress, to its
+    /// user), for signing as it.
     pub fn secret_for(&self, identity: &ImUri) -> Result<&Cert, E2eError> {
         self.secrets
             .iter()
             .find(|cert| identities(cert).contains(identity))
+            .or_else(|| {
+                self.secrets
+                    .iter()
+                    .find(|cert| identities(cert).iter().any(|i| i.covers(identity)))
+            })
             .ok_or_else(|| E2eError::NoKey {
                 kind: "OpenPGP secret key",
                 identity: identity.to_string(),

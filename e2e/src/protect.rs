@@ -475,7 +475,8 @@ fn check_signer(
     let Some(signer) = &report.signer else {
         return;
     };
-    let matches = from.is_some_and(|from| signer.identities.contains(from));
+    // A user's key speaks for the user's subaddresses.
+    let matches = from.is_some_and(|from| signer.identities.iter().any(|i| i.covers(from)));
     if !matches {
         let names = if signer.identities.is_empty() {
             "no im: identity".to_owned()
@@ -669,6 +670,36 @@ mod tests {
             assert_eq!(opened.verdict(), Verdict::Verified);
             assert_eq!(opened.warnings.len(), 1, "{:?}", opened.warnings);
             assert!(opened.warnings[0].contains("is not the CPIM From <im:alice@a.test>"));
+        }
+    }
+
+    #[test]
+    fn a_users_key_signs_for_its_subaddresses() {
+        let keys = all_keys();
+        let sub = uri("alice/appl=cli@a.test");
+        let entity = compose(
+            &sub,
+            &[uri("bob/phone@b.test")],
+            None,
+            &mime::text_entity("x"),
+        )
+        .unwrap()
+        .to_entity();
+        for scheme in [Scheme::OpenPgp, Scheme::Smime] {
+            let protected = protect(
+                &entity,
+                &Protection::new(scheme, true, true),
+                &sub,
+                &[uri("bob/phone@b.test")],
+                &keys,
+            )
+            .unwrap();
+            let opened = open(
+                &mime::join_entity(&protected.content_type, &protected.body),
+                &keys,
+            );
+            assert_eq!(opened.verdict(), Verdict::Verified, "{scheme}");
+            assert!(opened.warnings.is_empty(), "{:?}", opened.warnings);
         }
     }
 

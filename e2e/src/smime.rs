@@ -87,23 +87,34 @@ impl std::fmt::Debug for SmimeKeys {
 }
 
 impl SmimeKeys {
-    /// The certificate naming `identity`, for encrypting to it.
+    /// The certificate naming `identity` (or, for a subaddress, its user),
+    /// for encrypting to it.
     pub fn cert_for(&self, identity: &ImUri) -> Result<&X509, E2eError> {
-        self.certs
-            .iter()
-            .chain(self.keys.iter().map(|(cert, _)| cert))
+        let all = || {
+            self.certs
+                .iter()
+                .chain(self.keys.iter().map(|(cert, _)| cert))
+        };
+        all()
             .find(|cert| identities(cert).contains(identity))
+            .or_else(|| all().find(|cert| identities(cert).iter().any(|i| i.covers(identity))))
             .ok_or_else(|| E2eError::NoKey {
                 kind: "S/MIME certificate",
                 identity: identity.to_string(),
             })
     }
 
-    /// The certificate and private key naming `identity`, for signing.
+    /// The certificate and private key naming `identity` (or, for a
+    /// subaddress, its user), for signing.
     pub fn key_for(&self, identity: &ImUri) -> Result<(&X509, &PKey<Private>), E2eError> {
         self.keys
             .iter()
             .find(|(cert, _)| identities(cert).contains(identity))
+            .or_else(|| {
+                self.keys
+                    .iter()
+                    .find(|(cert, _)| identities(cert).iter().any(|i| i.covers(identity)))
+            })
             .map(|(cert, key)| (cert, key))
             .ok_or_else(|| E2eError::NoKey {
                 kind: "S/MIME private key",

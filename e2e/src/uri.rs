@@ -79,6 +79,23 @@ impl ImUri {
         format!("{}@{}", self.local, self.domain)
     }
 
+    /// The identity without an APEX subaddress (`fred/appl=x@example.com`
+    /// → `fred@example.com`, RFC 3340 §2.2): a user's key also speaks for
+    /// the user's subaddresses. `None` when there is no subaddress.
+    pub fn base(&self) -> Option<Self> {
+        let (user, _) = self.local.split_once('/')?;
+        (!user.is_empty()).then(|| Self {
+            local: user.to_owned(),
+            domain: self.domain.clone(),
+        })
+    }
+
+    /// Whether a key bound to `self` speaks for `identity`: the same
+    /// identity, or `identity` is a subaddress of `self`.
+    pub fn covers(&self, identity: &Self) -> bool {
+        self == identity || identity.base().as_ref() == Some(self)
+    }
+
     /// The local part.
     pub fn local(&self) -> &str {
         &self.local
@@ -143,6 +160,17 @@ mod tests {
         let odd = ImUri::from_address("j%k@example.com").unwrap();
         assert_eq!(odd.to_string(), "im:j%25k@example.com");
         assert_eq!(ImUri::parse(&odd.to_string()).unwrap(), odd);
+    }
+
+    #[test]
+    fn subaddresses_are_covered_by_the_user() {
+        let user = ImUri::from_address("fred@example.com").unwrap();
+        let sub = ImUri::from_address("fred/appl=cli@example.com").unwrap();
+        assert_eq!(sub.base(), Some(user.clone()));
+        assert!(user.covers(&sub) && user.covers(&user));
+        assert!(!sub.covers(&user));
+        assert!(!user.covers(&ImUri::from_address("fredx@example.com").unwrap()));
+        assert_eq!(user.base(), None);
     }
 
     #[test]

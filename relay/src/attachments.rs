@@ -51,9 +51,14 @@ pub(crate) struct Displaced {
     pub(crate) channel: Option<ChannelHandle>,
 }
 
-/// Why an attach was refused (RFC 3340 §4.4.1 step 5).
-#[derive(Debug)]
-pub(crate) struct AlreadyAttached;
+/// Why an attach was not recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AttachRefused {
+    /// Another application is attached as the endpoint.
+    Taken,
+    /// The session holds `limits.max_attachments_per_session` already.
+    SessionFull,
+}
 
 /// The registry of attached endpoints, keyed by canonical endpoint text.
 #[derive(Default)]
@@ -66,28 +71,39 @@ impl Attachments {
     /// Attaches `endpoint`. If another application already is, the attach
     /// is refused (554), unless `take_over` (`attachOverride`): then the
     /// old attachment ends and is returned, for the caller to send it the
-    /// 556 `terminate`. `channel` is `None` until [`Attachments::activate`].
+    /// 556 `terminate`. Refused too if the owner's session has
+    /// `per_session` attachments already. `channel` is `None` until
+    /// [`Attachments::activate`].
     pub(crate) fn attach(
         &self,
         endpoint: &str,
         owner: Owner,
         trans_id: u32,
         channel: Option<ChannelHandle>,
+        per_session: usize,
         take_over: bool,
-    ) -> Result<Option<Displaced>, AlreadyAttached> {
+    ) -> Result<Option<Displaced>, AttachRefused> {
         let mut inner = self.inner.lock().expect("attachments");
-        let displaced = match inner.get(endpoint) {
-            Some(_) if !take_over => return Err(AlreadyAttached),
-            Some(_) => inner.remove(endpoint).map(|old| {
-                old.ended.cancel();
-                tracing::info!(%endpoint, session = old.owner.session, channel = old.owner.channel, "overridden");
-                Displaced {
-                    trans_id: old.trans_id,
-                    channel: old.channel,
-                }
-            }),
-            None => None,
-        };
+        let current = inner.get(endpoint).map(|a| a.owner.session);
+        if current.is_some() && !take_over {
+            return Err(AttachRefused::Taken);
+        }
+        let on_session = inner
+            .values()
+            .filter(|a| a.owner.session == owner.session)
+            .count()
+            - usize::from(current == Some(owner.session));
+        if on_session >= per_session {
+            return Err(AttachRefused::SessionFull);
+        }
+        let displaced = inner.remove(endpoint).map(|old| {
+            old.ended.cancel();
+            tracing::info!(%endpoint, session = old.owner.session, channel = old.owner.channel, "overridden");
+            Displaced {
+                trans_id: old.trans_id,
+                channel: old.channel,
+            }
+        });
         inner.insert(
             endpoint.to_owned(),
             Attachment {
@@ -206,20 +222,24 @@ mod tests {
     fn second_attach_is_refused_unless_it_overrides() {
         let attachments = Attachments::default();
         assert!(matches!(
-            attachments.attach(FRED, owner(1), 1, None, false),
+            attachments.attach(FRED, owner(1), 1, None, 16, false),
             Ok(None)
         ));
-        assert!(attachments.attach(FRED, owner(2), 2, None, false).is_err());
+        assert!(
+            attachments
+                .attach(FRED, owner(2), 2, None, 16, false)
+                .is_err()
+        );
         // The subaddress is another endpoint.
         assert!(matches!(
-            attachments.attach("fred/appl=im@example.com", owner(2), 2, None, false),
+            attachments.attach("fred/appl=im@example.com", owner(2), 2, None, 16, false),
             Ok(None)
         ));
         let Lookup::Pending = attachments.lookup(FRED) else {
             panic!("attached, channel not created yet");
         };
         let displaced = attachments
-            .attach(FRED, owner(2), 3, None, true)
+            .attach(FRED, owner(2), 3, None, 16, true)
             .unwrap()
             .expect("the first attachment is displaced");
         assert_eq!(displaced.trans_id, 1);
@@ -231,5 +251,24 @@ mod tests {
         assert_eq!(attachments.terminate(owner(2), 3).as_deref(), Some(FRED));
         assert!(!attachments.is_attached(FRED));
         assert!(matches!(attachments.lookup(FRED), Lookup::Detached));
+    }
+
+    #[test]
+    fn an_override_within_the_session_does_not_count_twice() {
+        let attachments = Attachments::default();
+        attachments
+            .attach(FRED, owner(1), 1, None, 1, false)
+            .unwrap();
+        assert!(matches!(
+            attachments.attach("wilma@example.com", owner(1), 2, None, 1, false),
+            Err(AttachRefused::SessionFull)
+        ));
+        // The same session takes its own endpoint over: still one.
+        assert!(
+            attachments
+                .attach(FRED, owner(1), 3, None, 1, true)
+                .unwrap()
+                .is_some()
+        );
     }
 }

@@ -37,6 +37,18 @@
 //! max_bytes_per_endpoint = 67108864
 //! default_ttl = "1d"         # when no dataTiming deadline bounds it
 //!
+//! [limits]                   # every key optional; defaults shown
+//! max_message_size = 16777216          # octets per BEEP message (MSG over it: 554)
+//! window = 262144                      # receive window per channel = largest frame accepted
+//! max_channels = 32                    # per session, channel 0 and tuning channels included
+//! max_outstanding_per_channel = 64     # unanswered MSGs before the window stops
+//! max_sessions = 10000                 # all listeners together (beyond: 421)
+//! max_sessions_per_address = 100       # per peer IP address (beyond: 421)
+//! max_attachments_per_session = 16     # edge attach beyond it: 554
+//! greeting_timeout = "30s"             # the peer's BEEP greeting
+//! handshake_timeout = "30s"            # the TLS handshake after <proceed/>
+//! idle_timeout = "10m"                 # "0": never
+//!
 //! [options]                  # RFC 3340 §4.4.4.1: options added at ingress
 //! default_hops = 16          # a dataHopping budget for data from endpoints
 //!                            # that carry none (loop protection); 0: off
@@ -50,6 +62,10 @@
 //!                            # its owner says otherwise; [] = RFC defaults
 //! admins = ["postmaster@example.com"]  # may read and set anyone's entries
 //! ```
+//!
+//! What happens when a limit is exceeded is in the README's "Limits"
+//! table: a BEEP or APEX error reply, or the end of that one session;
+//! never another session's, never data already accepted.
 //!
 //! `[access] default_data` lists actors (`*@*`, `*@example.com`,
 //! `*@*.example.com`, `fred@example.com`, …) that get `core:data` on every
@@ -228,6 +244,14 @@ struct QueueSection {
 struct LimitsSection {
     max_message_size: Option<usize>,
     max_sessions: Option<usize>,
+    window: Option<u32>,
+    max_channels: Option<usize>,
+    max_outstanding_per_channel: Option<usize>,
+    max_sessions_per_address: Option<usize>,
+    max_attachments_per_session: Option<usize>,
+    greeting_timeout: Option<String>,
+    handshake_timeout: Option<String>,
+    idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -289,6 +313,46 @@ pub struct HoldSettings {
     /// How long a recipient stays held when no `dataTiming` deadline bounds
     /// the datagram.
     pub default_ttl: Duration,
+}
+
+/// Per-session and per-peer limits (`[limits]`, besides
+/// `max_message_size` and `max_sessions`).
+#[derive(Debug, Clone)]
+pub struct LimitSettings {
+    /// Receive window per channel (RFC 3081 §3.1), which is also the
+    /// largest frame accepted: a frame beyond the window ends the session.
+    pub window: u32,
+    /// Channels per session, channel 0 and tuning channels included
+    /// (a `<start>` beyond it: 550).
+    pub max_channels: usize,
+    /// MSGs received on a channel and not yet answered before its window
+    /// stops reopening.
+    pub max_outstanding_per_channel: usize,
+    /// Concurrent sessions from one peer IP address (beyond it: 421).
+    pub max_sessions_per_address: usize,
+    /// Endpoints attached over one edge session (beyond it: 554).
+    pub max_attachments_per_session: usize,
+    /// Time allowed for the peer's greeting.
+    pub greeting_timeout: Duration,
+    /// Time allowed for a TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Release a session idle this long (`None`: never).
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            window: 256 * 1024,
+            max_channels: 32,
+            max_outstanding_per_channel: 64,
+            max_sessions_per_address: 100,
+            max_attachments_per_session: 16,
+            greeting_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(30),
+            idle_timeout: Some(Duration::from_secs(600)),
+        }
+    }
 }
 
 /// Options the relay adds to data from endpoints (`[options]`).
@@ -355,6 +419,8 @@ pub struct Config {
     pub max_sessions: usize,
     /// `hold4Endpoint` limits.
     pub hold: HoldSettings,
+    /// The other limits.
+    pub limits: LimitSettings,
     /// Options added at ingress.
     pub options: OptionSettings,
     /// The report service.
@@ -518,6 +584,11 @@ impl Config {
         if hold.default_ttl.is_zero() {
             return Err(invalid("hold.default_ttl", "must be longer than 0"));
         }
+        let max_sessions = file.limits.max_sessions.unwrap_or(10_000);
+        if max_sessions == 0 {
+            return Err(invalid("limits.max_sessions", "must be at least 1"));
+        }
+        let limits = limits(&file.limits)?;
         let default_hops = file.options.default_hops.unwrap_or(0);
         let default_hops = u8::try_from(default_hops)
             .map_err(|_| invalid("options.default_hops", "must be 0..255 (RFC 3342 HOPS)"))?;
@@ -553,7 +624,8 @@ impl Config {
             spool_engine,
             queue,
             max_message_size,
-            max_sessions: file.limits.max_sessions.unwrap_or(10_000),
+            max_sessions,
+            limits,
         })
     }
 
@@ -561,6 +633,88 @@ impl Config {
     pub fn serves(&self, domain: &str) -> bool {
         self.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
     }
+}
+
+/// `[limits]` beyond the message size and session count.
+fn limits(section: &LimitsSection) -> Result<LimitSettings, ConfigError> {
+    let defaults = LimitSettings::default();
+    let at_least = |value: Option<usize>, key: &str, min: usize, default: usize| {
+        let value = value.unwrap_or(default);
+        if value < min {
+            return Err(invalid(key, format!("must be at least {min}")));
+        }
+        Ok(value)
+    };
+    let duration = |value: &Option<String>, key: &str, default: Duration| {
+        value.as_deref().map_or(Ok(default), |v| {
+            parse_duration(v).map_err(|m| invalid(key, m))
+        })
+    };
+    let positive = |value: Duration, key: &str| {
+        if value.is_zero() {
+            Err(invalid(key, "must be longer than 0"))
+        } else {
+            Ok(value)
+        }
+    };
+    let window = section.window.unwrap_or(defaults.window);
+    if !(4096..=0x7fff_ffff).contains(&window) {
+        // RFC 3081 §3.1: 4096 is the initial window; windows are 31-bit.
+        return Err(invalid(
+            "limits.window",
+            "must be between 4096 and 2147483647 octets",
+        ));
+    }
+    let idle = duration(
+        &section.idle_timeout,
+        "limits.idle_timeout",
+        Duration::from_secs(600),
+    )?;
+    Ok(LimitSettings {
+        window,
+        // Channel 0 plus at least one application channel.
+        max_channels: at_least(
+            section.max_channels,
+            "limits.max_channels",
+            2,
+            defaults.max_channels,
+        )?,
+        max_outstanding_per_channel: at_least(
+            section.max_outstanding_per_channel,
+            "limits.max_outstanding_per_channel",
+            1,
+            defaults.max_outstanding_per_channel,
+        )?,
+        max_sessions_per_address: at_least(
+            section.max_sessions_per_address,
+            "limits.max_sessions_per_address",
+            1,
+            defaults.max_sessions_per_address,
+        )?,
+        max_attachments_per_session: at_least(
+            section.max_attachments_per_session,
+            "limits.max_attachments_per_session",
+            1,
+            defaults.max_attachments_per_session,
+        )?,
+        greeting_timeout: positive(
+            duration(
+                &section.greeting_timeout,
+                "limits.greeting_timeout",
+                defaults.greeting_timeout,
+            )?,
+            "limits.greeting_timeout",
+        )?,
+        handshake_timeout: positive(
+            duration(
+                &section.handshake_timeout,
+                "limits.handshake_timeout",
+                defaults.handshake_timeout,
+            )?,
+            "limits.handshake_timeout",
+        )?,
+        idle_timeout: (!idle.is_zero()).then_some(idle),
+    })
 }
 
 fn access_settings(section: AccessSection) -> Result<AccessSettings, ConfigError> {
@@ -837,6 +991,56 @@ mod tests {
         );
         let typo = error_key(&format!("{base}[queue]\nmax_lifetme = \"1d\""));
         assert!(typo.contains("max_lifetme"), "{typo}");
+    }
+
+    #[test]
+    fn limits_have_defaults_and_name_their_keys() {
+        let config = parse(MINIMAL).unwrap();
+        assert_eq!(config.max_sessions, 10_000);
+        assert_eq!(config.limits.max_channels, 32);
+        assert_eq!(config.limits.window, 256 * 1024);
+        assert_eq!(config.limits.idle_timeout, Some(Duration::from_secs(600)));
+        let config = parse(&format!(
+            "{MINIMAL}[limits]\nmax_channels = 8\nwindow = 8192\nidle_timeout = \"0\"\n\
+             greeting_timeout = \"2s\"\nhandshake_timeout = \"500ms\"\n\
+             max_sessions_per_address = 3\nmax_attachments_per_session = 2\n\
+             max_outstanding_per_channel = 5\n"
+        ))
+        .unwrap();
+        assert_eq!(config.limits.max_channels, 8);
+        assert_eq!(config.limits.window, 8192);
+        assert_eq!(config.limits.idle_timeout, None);
+        assert_eq!(config.limits.greeting_timeout, Duration::from_secs(2));
+        assert_eq!(config.limits.handshake_timeout, Duration::from_millis(500));
+        assert_eq!(config.limits.max_sessions_per_address, 3);
+        assert_eq!(config.limits.max_attachments_per_session, 2);
+        assert_eq!(config.limits.max_outstanding_per_channel, 5);
+        for (line, key) in [
+            ("window = 100", "limits.window"),
+            ("max_channels = 1", "limits.max_channels"),
+            ("max_sessions = 0", "limits.max_sessions"),
+            (
+                "max_sessions_per_address = 0",
+                "limits.max_sessions_per_address",
+            ),
+            (
+                "max_attachments_per_session = 0",
+                "limits.max_attachments_per_session",
+            ),
+            (
+                "max_outstanding_per_channel = 0",
+                "limits.max_outstanding_per_channel",
+            ),
+            ("greeting_timeout = \"0\"", "limits.greeting_timeout"),
+            ("handshake_timeout = \"soon\"", "limits.handshake_timeout"),
+            ("idle_timeout = \"1w\"", "limits.idle_timeout"),
+        ] {
+            assert_eq!(
+                error_key(&format!("{MINIMAL}[limits]\n{line}\n")),
+                key,
+                "{line}"
+            );
+        }
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! Edge sessions (endpoint → relay, RFC 3340 §2.1): TLS tuning, SASL,
 //! then APEX channels carrying `attach`, `terminate` and `data`.
 
-use crate::attachments::{Displaced, Owner};
+use crate::attachments::{AttachRefused, Displaced, Owner};
 use crate::datagram::{self, Request};
 use crate::intake;
 use crate::server::Relay;
-use imxp_beep::io::{Channel, Connection, DriverConfig, IncomingStart, TlsSetup};
-use imxp_beep::{Config as SessionConfig, ErrorReply, Profile, ReplyCode, Role};
+use imxp_beep::io::{Channel, Connection, IncomingStart};
+use imxp_beep::{ErrorReply, Profile, ReplyCode};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -20,16 +20,9 @@ pub(crate) async fn serve(
     session: u64,
     stop: CancellationToken,
 ) {
-    let mut config = SessionConfig::new(Role::Listener);
-    config.profiles = vec![datagram::APEX_PROFILE.to_owned()];
-    config.profiles_require_tls = relay.config.tls.required;
+    let mut config = relay.inbound_session();
     config.sasl = Some(Arc::new(relay.sasl.clone()));
-    config.max_message_size = relay.config.max_message_size;
-    config.receive_window = 256 * 1024;
-    let mut driver = DriverConfig::new(config);
-    if let Some(tls) = &relay.tls.edge {
-        driver.tls = TlsSetup::Server(tls.clone());
-    }
+    let driver = relay.inbound_driver(config, relay.tls.edge.as_ref());
     let (connection, mut incoming, task) = Connection::spawn(stream, driver);
     let channels = TaskTracker::new();
     loop {
@@ -111,8 +104,9 @@ async fn open(
 }
 
 /// The attach steps of RFC 3340 §4.4.1, in order: 555, 553, 537, then the
-/// options (`attachOverride`, RFC 3342 §1), then 554 — unless the attach
-/// overrides: the application attached before gets a 556 `terminate`.
+/// options (`attachOverride`, RFC 3342 §1), then 554 (already attached —
+/// unless the attach overrides: the application attached before gets a
+/// 556 `terminate` — or `limits.max_attachments_per_session` reached).
 fn attach(
     relay: &Relay,
     user: &str,
@@ -134,16 +128,23 @@ fn attach(
         return Err((537, "access denied".into()));
     }
     let key = datagram::key(endpoint);
+    let limit = relay.config.limits.max_attachments_per_session;
     match relay
         .attachments
-        .attach(&key, owner, trans_id, None, take_over)
+        .attach(&key, owner, trans_id, None, limit, take_over)
     {
-        Err(_) => Err((554, format!("{key} is already attached"))),
+        Ok(None) => Ok(()),
         Ok(Some(displaced)) => {
             tokio::spawn(terminate_displaced(key, displaced));
             Ok(())
         }
-        Ok(None) => Ok(()),
+        Err(AttachRefused::Taken) => Err((554, format!("{key} is already attached"))),
+        // A site policy, like the RFC's own 554 for "already attached":
+        // 554 "transaction failed (e.g. policy violation)", RFC 3340 §10.
+        Err(AttachRefused::SessionFull) => Err((
+            554,
+            format!("this session has {limit} attachments, the most allowed"),
+        )),
     }
 }
 

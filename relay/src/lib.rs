@@ -16,6 +16,8 @@
 //! * `attachments` — which endpoints are attached where (`attachOverride`).
 //! * `hold` — held datagrams (`hold4Endpoint`) released when their endpoint
 //!   attaches.
+//! * `limits` — admission of sessions (total and per peer address, 421
+//!   beyond them).
 //! * `access` — the access service `apex=access@<domain>` (RFC 3341) and
 //!   the `core:data` check of local delivery; entries in `access.json`.
 //! * `datagram` — APEX payloads as the relay reads and writes them.
@@ -34,6 +36,7 @@ mod deliver;
 mod edge;
 mod hold;
 mod intake;
+mod limits;
 mod mesh;
 mod options;
 mod outbound;

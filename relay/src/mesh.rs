@@ -8,8 +8,8 @@ use crate::datagram::{self, Request};
 use crate::intake;
 use crate::server::Relay;
 use crate::tls;
-use imxp_beep::io::{Channel, Connection, DriverConfig, IncomingStart, TlsSetup};
-use imxp_beep::{Config as SessionConfig, Profile, Role};
+use imxp_beep::Profile;
+use imxp_beep::io::{Channel, Connection, IncomingStart};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,15 +24,7 @@ pub(crate) async fn serve(
     _session: u64,
     stop: CancellationToken,
 ) {
-    let mut config = SessionConfig::new(Role::Listener);
-    config.profiles = vec![datagram::APEX_PROFILE.to_owned()];
-    config.profiles_require_tls = relay.config.tls.required;
-    config.max_message_size = relay.config.max_message_size;
-    config.receive_window = 256 * 1024;
-    let mut driver = DriverConfig::new(config);
-    if let Some(tls) = &relay.tls.mesh {
-        driver.tls = TlsSetup::Server(tls.clone());
-    }
+    let driver = relay.inbound_driver(relay.inbound_session(), relay.tls.mesh.as_ref());
     let (connection, mut incoming, task) = Connection::spawn(stream, driver);
     let channels = TaskTracker::new();
     loop {

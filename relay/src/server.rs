@@ -10,6 +10,7 @@ use crate::auth::EdgeSasl;
 use crate::config::{Config, SpoolEngine};
 use crate::deliver::Deliverer;
 use crate::hold::{self, Release};
+use crate::limits::SessionLimits;
 use crate::outbound::Outbound;
 use crate::qmgr::Scheduler;
 use crate::report::Reporter;
@@ -22,7 +23,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -102,13 +102,30 @@ impl Listeners {
 }
 
 async fn bind(address: std::net::SocketAddr) -> Result<TcpListener, RelayError> {
-    TcpListener::bind(address).await.map_err(|source| {
+    listen(address).map_err(|source| {
         let what = match crate::activation::bind_hint(&source, address) {
             Some(hint) => format!("listening on {address} ({hint})"),
             None => format!("listening on {address}"),
         };
         RelayError::Io { what, source }
     })
+}
+
+/// Connections the kernel queues for `accept`: a burst of this many is
+/// answered (greeted or refused with 421) rather than left hanging in a
+/// full queue (the kernel caps it at `net.core.somaxconn`).
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// A listening socket on `address` with [`LISTEN_BACKLOG`] (and
+/// `SO_REUSEADDR`, so that a restarted relay can bind at once).
+pub fn listen(address: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match address {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// TLS configurations derived from `[tls]`.
@@ -171,6 +188,36 @@ impl Relay {
     /// A new session number (attachments are owned by sessions).
     pub(crate) fn session_id(&self) -> u64 {
         self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The BEEP settings of an inbound session (edge or mesh): the APEX
+    /// profile, after TLS when it is required, and `[limits]`.
+    pub(crate) fn inbound_session(&self) -> imxp_beep::Config {
+        let limits = &self.config.limits;
+        let mut config = imxp_beep::Config::new(imxp_beep::Role::Listener);
+        config.profiles = vec![crate::datagram::APEX_PROFILE.to_owned()];
+        config.profiles_require_tls = self.config.tls.required;
+        config.max_message_size = self.config.max_message_size;
+        config.receive_window = limits.window;
+        config.max_channels = limits.max_channels;
+        config.max_outstanding = limits.max_outstanding_per_channel;
+        config.greeting_timeout = Some(limits.greeting_timeout);
+        config.idle_timeout = limits.idle_timeout;
+        config
+    }
+
+    /// The driver settings around `session`, with `tls` as server side.
+    pub(crate) fn inbound_driver(
+        &self,
+        session: imxp_beep::Config,
+        tls: Option<&Arc<rustls::ServerConfig>>,
+    ) -> imxp_beep::io::DriverConfig {
+        let mut driver = imxp_beep::io::DriverConfig::new(session);
+        if let Some(tls) = tls {
+            driver.tls = imxp_beep::io::TlsSetup::Server(tls.clone());
+        }
+        driver.handshake_timeout = Some(self.config.limits.handshake_timeout);
+        driver
     }
 }
 
@@ -266,7 +313,7 @@ pub async fn run(
 
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let sessions = Arc::new(Semaphore::new(relay.config.max_sessions.max(1)));
+    let sessions = Arc::new(SessionLimits::new(&relay.config));
     tasks.spawn(scheduler.run(stop.clone()));
     tasks.spawn(hold::run(relay.clone(), deliverer, stop.clone()));
     tasks.spawn(prune_dedup(spool.clone(), stop.clone()));
@@ -345,18 +392,12 @@ async fn accept_loop(
     listener: TcpListener,
     kind: Kind,
     relay: Arc<Relay>,
-    sessions: Arc<Semaphore>,
+    sessions: Arc<SessionLimits>,
     stop: CancellationToken,
     tasks: TaskTracker,
 ) {
     let mut backoff = Duration::from_millis(10);
     loop {
-        // A permit before accepting: over the limit, connections wait in
-        // the kernel's backlog instead of consuming memory here.
-        let permit = tokio::select! {
-            permit = sessions.clone().acquire_owned() => permit.expect("never closed"),
-            () = stop.cancelled() => return,
-        };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = stop.cancelled() => return,
@@ -374,6 +415,13 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
+        let permit = match sessions.admit(peer.ip()) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                sessions.refuse(stream, peer, refusal, &tasks);
+                continue;
+            }
+        };
         let relay = relay.clone();
         let stop = stop.clone();
         tasks.spawn(async move {

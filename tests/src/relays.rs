@@ -147,7 +147,8 @@ pub fn init_logging() {
 
 /// Binds loopback listeners on free ports.
 pub async fn loopback_listener() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0").await.expect("bind")
+    // The relay's own backlog (imxpd binds its listeners the same way).
+    server::listen("127.0.0.1:0".parse().expect("address")).expect("bind")
 }
 
 /// Writes the configuration of `spec` into `dir` (certificate, users).

@@ -48,6 +48,10 @@ struct Driver {
     tls_waiter: Option<Done<()>>,
     auth_waiter: Option<Done<String>>,
     tls_handshake_due: bool,
+    handshake_timeout: Option<std::time::Duration>,
+    keepalive: Option<std::time::Duration>,
+    /// When output was last written (for the keepalive).
+    last_write: Instant,
     out: BytesMut,
 }
 
@@ -79,6 +83,9 @@ where
         tls_waiter: None,
         auth_waiter: None,
         tls_handshake_due: false,
+        handshake_timeout: config.handshake_timeout,
+        keepalive: config.keepalive,
+        last_write: Instant::now(),
         out: BytesMut::with_capacity(OUTPUT_HIGH_WATER),
     };
     let result = driver
@@ -127,6 +134,7 @@ impl Driver {
                 return Ok(());
             }
             let deadline = self.session.poll_timeout();
+            let keepalive = self.keepalive.map(|every| self.last_write + every);
             tokio::select! {
                 written = writer.write(&self.out), if !self.out.is_empty() => {
                     let n = written?;
@@ -134,6 +142,7 @@ impl Driver {
                         return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
                     }
                     self.out.advance(n);
+                    self.last_write = Instant::now();
                     self.return_credit();
                 }
                 read = reader.read(&mut buffer) => {
@@ -152,6 +161,10 @@ impl Driver {
                 },
                 () = sleep_until(deadline), if deadline.is_some() => {
                     self.session.handle_timeout(Instant::now())?;
+                }
+                () = sleep_until(keepalive), if keepalive.is_some() && self.out.is_empty() => {
+                    self.last_write = Instant::now();
+                    self.session.keepalive();
                 }
             }
         }
@@ -192,21 +205,32 @@ impl Driver {
         let Transport::Plain(stream) = transport else {
             return Err(DriverError::Tls("TLS is already active".into()));
         };
-        let result = match &self.tls {
-            TlsSetup::Server(config) => tokio_rustls::TlsAcceptor::from(config.clone())
-                .accept(stream)
-                .await
-                .map(|s| Transport::TlsServer(Box::new(s))),
-            TlsSetup::Client {
-                config,
-                server_name,
-            } => tokio_rustls::TlsConnector::from(config.clone())
-                .connect(server_name.clone(), stream)
-                .await
-                .map(|s| Transport::TlsClient(Box::new(s))),
-            TlsSetup::None => {
-                return Err(DriverError::Tls("no TLS configuration".into()));
+        let handshake = async {
+            match &self.tls {
+                TlsSetup::Server(config) => tokio_rustls::TlsAcceptor::from(config.clone())
+                    .accept(stream)
+                    .await
+                    .map(|s| Transport::TlsServer(Box::new(s))),
+                TlsSetup::Client {
+                    config,
+                    server_name,
+                } => tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(server_name.clone(), stream)
+                    .await
+                    .map(|s| Transport::TlsClient(Box::new(s))),
+                TlsSetup::None => Err(std::io::Error::other("no TLS configuration")),
             }
+        };
+        let result = match self.handshake_timeout {
+            Some(limit) => tokio::time::timeout(limit, handshake)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no TLS handshake within {} ms", limit.as_millis()),
+                    ))
+                }),
+            None => handshake.await,
         };
         match result {
             Ok(transport) => {

@@ -93,16 +93,26 @@ pub struct DriverConfig {
     pub channel_send_buffer: usize,
     /// Size of the read buffer.
     pub read_buffer: usize,
+    /// Time allowed for the TLS handshake once `<proceed />` was exchanged;
+    /// over it the session is terminated. `None`: no limit.
+    pub handshake_timeout: Option<std::time::Duration>,
+    /// When nothing has been written for this long on an open session,
+    /// send a SEQ on channel 0 ([`Session::keepalive`](crate::Session::keepalive))
+    /// so that a peer with an idle timeout sees traffic. `None`: never.
+    pub keepalive: Option<std::time::Duration>,
 }
 
 impl DriverConfig {
-    /// Defaults around `session`: no TLS, 1 MiB send buffer per channel.
+    /// Defaults around `session`: no TLS, 1 MiB send buffer per channel,
+    /// 30 s for the TLS handshake, no keepalive.
     pub fn new(session: Config) -> Self {
         Self {
             session,
             tls: TlsSetup::None,
             channel_send_buffer: 1024 * 1024,
             read_buffer: 64 * 1024,
+            handshake_timeout: Some(std::time::Duration::from_secs(30)),
+            keepalive: None,
         }
     }
 }

@@ -33,6 +33,7 @@ impl Session {
                     return Err(error.into());
                 }
             };
+            self.last_frame = now;
             let result = match frame {
                 Frame::Data(data) => self.handle_data(data),
                 Frame::Seq(seq) => self.handle_seq(seq),
@@ -278,7 +279,57 @@ impl Session {
             self.phase = Phase::Ended;
             return Err(SessionError::CloseTimeout);
         }
+        if let Some(deadline) = self.idle_deadline()
+            && now >= deadline
+        {
+            if self.quiescent() {
+                // Cannot fail: the session is open and not releasing.
+                let _ = self.release(ReplyCode::SERVICE_NOT_AVAILABLE);
+            } else {
+                // Busy (something is owed or awaited): not idle; look again
+                // one idle period from now.
+                self.last_frame = now;
+            }
+        }
         Ok(())
+    }
+
+    /// When the session counts as idle (see `Config::idle_timeout`), if it
+    /// is open and not already being released.
+    fn idle_deadline(&self) -> Option<Instant> {
+        let timeout = self.config.idle_timeout?;
+        let releasing = self.release_pending.is_some()
+            || self.release_requested.is_some()
+            || self
+                .pending_ops
+                .values()
+                .any(|op| matches!(op, super::PendingOp::Release));
+        (self.phase == Phase::Open && !releasing).then(|| self.last_frame + timeout)
+    }
+
+    /// Nothing is outstanding either way: no MSG owed a reply or awaiting
+    /// one, nothing queued to send, no channel being started or closed.
+    /// (A message the peer left half sent does not keep the session busy.)
+    fn quiescent(&self) -> bool {
+        self.pending_ops.is_empty()
+            && self.starting.is_empty()
+            && self.start_requests.is_empty()
+            && self.channels.values().all(|c| {
+                c.queue.is_empty()
+                    && c.outstanding.is_empty()
+                    && c.owed.is_empty()
+                    && c.replies_in_flight.is_empty()
+            })
+    }
+
+    /// Asks for a SEQ on channel 0 re-advertising its window unchanged: a
+    /// frame that costs nothing and shows the peer the session is alive
+    /// (RFC 3081 §3.1.3 lets a SEQ be sent at any time). The driver calls
+    /// it when it has written nothing for a while.
+    pub fn keepalive(&mut self) {
+        if self.phase == Phase::Open && self.greeting_sent {
+            self.keepalive_due = true;
+        }
     }
 
     /// The next instant `handle_timeout` must be called at, if any.
@@ -288,10 +339,10 @@ impl Session {
             _ => None,
         };
         let close = self.close_deadlines.values().min().copied();
-        match (greeting, close) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [greeting, close, self.idle_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The next event, if any.

@@ -105,6 +105,19 @@ pub struct Config {
     pub greeting_timeout: Option<Duration>,
     /// Time allowed for the peer to answer a `<close>`.
     pub close_timeout: Option<Duration>,
+    /// Release the session (a `<close>` on channel 0 with code 421) once no
+    /// frame (SEQ frames included) has arrived for this long while nothing
+    /// is outstanding either way: no MSG owed a reply, none of ours awaiting
+    /// one, nothing queued, no channel being started or closed. A peer keeps
+    /// an idle session open by sending a SEQ now and then
+    /// ([`Session::keepalive`]); one that does not answer the close within
+    /// `close_timeout` is terminated. `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// MSGs received on one application channel and not yet answered, at
+    /// most: beyond it the channel's receive window is not reopened until
+    /// replies go out, so the peer waits (RFC 3081 §3.1.4); nothing is
+    /// dropped. At most one window of further MSGs can still arrive.
+    pub max_outstanding: usize,
     /// Octets `poll_transmit` produces per call, at most (roughly).
     pub transmit_budget: usize,
     /// Refuse the session with this error instead of greeting (listener
@@ -122,6 +135,10 @@ impl std::fmt::Debug for Config {
             .field("receive_window", &self.receive_window)
             .field("max_frame_size", &self.max_frame_size)
             .field("max_message_size", &self.max_message_size)
+            .field("max_channels", &self.max_channels)
+            .field("greeting_timeout", &self.greeting_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_outstanding", &self.max_outstanding)
             .finish_non_exhaustive()
     }
 }
@@ -129,7 +146,7 @@ impl std::fmt::Debug for Config {
 impl Config {
     /// Defaults for `role`: 64 KiB windows and frames, 16 MiB messages,
     /// 64 MiB of partly received messages, 1024 channels, 30 s greeting
-    /// and close timeouts.
+    /// and close timeouts, no idle timeout, 256 unanswered MSGs per channel.
     pub fn new(role: Role) -> Self {
         Self {
             role,
@@ -146,6 +163,8 @@ impl Config {
             max_channels: 1024,
             greeting_timeout: Some(Duration::from_secs(30)),
             close_timeout: Some(Duration::from_secs(30)),
+            idle_timeout: None,
+            max_outstanding: 256,
             transmit_budget: 256 * 1024,
             refuse: None,
         }
@@ -343,6 +362,11 @@ pub struct Session {
     /// Our greeting (or refusal) has been written: nothing else may precede it.
     greeting_sent: bool,
     close_deadlines: BTreeMap<u32, Instant>,
+    /// When the last complete frame (data or SEQ) arrived, or the idle
+    /// clock was restarted.
+    last_frame: Instant,
+    /// A keepalive SEQ on channel 0 is due.
+    keepalive_due: bool,
     now: Instant,
 }
 
@@ -364,6 +388,7 @@ impl Session {
         config.receive_window = config.receive_window.max(INITIAL_WINDOW);
         config.max_frame_size = config.max_frame_size.max(1);
         config.max_channels = config.max_channels.max(1);
+        config.max_outstanding = config.max_outstanding.max(1);
         let mut session = Self {
             phase: Phase::Greeting,
             channels: BTreeMap::new(),
@@ -387,6 +412,8 @@ impl Session {
             greeting_deadline: None,
             greeting_sent: false,
             close_deadlines: BTreeMap::new(),
+            last_frame: now,
+            keepalive_due: false,
             now,
             config,
         };
@@ -412,6 +439,8 @@ impl Session {
         self.tls_proceed_pending = None;
         self.release_requested = None;
         self.release_pending = None;
+        self.last_frame = now;
+        self.keepalive_due = false;
         self.next_channel = match self.config.role {
             Role::Initiator => 1,
             Role::Listener => 2,

@@ -24,6 +24,20 @@ impl Session {
         // session-wide total is bounded instead: over the limit, only the
         // channel with the most assembled (the one closest to completing a
         // message, so progress never stops) gets more window.
+        if std::mem::take(&mut self.keepalive_due)
+            && self.phase == Phase::Open
+            && let Some(zero) = self.channels.get(&0)
+        {
+            let (ackno, window) = zero.recv.current();
+            frame::encode_seq(
+                &SeqHeader {
+                    channel: 0,
+                    ackno,
+                    window,
+                },
+                out,
+            );
+        }
         let dirty = std::mem::take(&mut self.seq_dirty);
         let over_limit = self.buffered_octets() > self.config.max_assembly_buffer;
         let favoured = over_limit
@@ -44,7 +58,11 @@ impl Session {
                 continue;
             }
             if let Some(channel) = self.channels.get_mut(&number) {
-                if !channel.announced || !self.greeting_sent {
+                // Too many MSGs unanswered on this channel: no more window
+                // until replies go out (the peer waits, nothing is dropped).
+                let busy =
+                    channel.service.is_app() && channel.owed.len() >= self.config.max_outstanding;
+                if !channel.announced || !self.greeting_sent || busy {
                     self.seq_dirty.insert(number);
                     continue;
                 }

@@ -51,6 +51,11 @@ async fn relay(senders: usize, per_sender: usize, size: usize) -> anyhow::Result
     let names: Vec<String> = (0..senders).map(|i| format!("s{i}")).collect();
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let mut a = RelaySpec::new("a.test", &name_refs);
+    // Every sender connects from 127.0.0.1: lift the per-address limit.
+    a.extra.push_str(&format!(
+        "[limits]\nmax_sessions_per_address = {}\n",
+        senders + 8
+    ));
     a.routes
         .push(("b.test".into(), b_mesh.local_addr()?.to_string()));
     let mut b = RelaySpec::new("b.test", &["sink"]);

@@ -1,0 +1,202 @@
+//! Admission of inbound sessions: at most `limits.max_sessions` at once on
+//! all listeners together and `limits.max_sessions_per_address` from one
+//! peer IP address. A connection beyond either limit is refused the BEEP
+//! way (RFC 3080 §2.4: the listener answers the greeting with an `error`,
+//! here 421 "service not available") and closed; sessions already running
+//! are not affected. The other limits are BEEP settings of each session
+//! ([`Relay::inbound_session`](crate::server::Relay)) and the edge's
+//! attachment count.
+
+use crate::config::Config;
+use bytes::BytesMut;
+use imxp_beep::frame::{DataHeader, Keyword};
+use imxp_beep::{ErrorReply, ReplyCode};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::task::TaskTracker;
+
+/// Refused connections lingering at once (to read what the peer sent
+/// before it saw the refusal), at most: a flood costs no more.
+const MAX_REFUSING: usize = 256;
+
+/// Time a refused connection may linger.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a connection was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// `limits.max_sessions` sessions are running.
+    Total(usize),
+    /// `limits.max_sessions_per_address` sessions from this address are running.
+    PerAddress(usize),
+}
+
+impl Refusal {
+    fn text(self) -> String {
+        match self {
+            Self::Total(limit) => format!("too many sessions (limit {limit}), try again later"),
+            Self::PerAddress(limit) => {
+                format!("too many sessions from your address (limit {limit}), try again later")
+            }
+        }
+    }
+}
+
+/// The session counters shared by every accept loop.
+pub(crate) struct SessionLimits {
+    total: Arc<Semaphore>,
+    max_total: usize,
+    per_address: Mutex<HashMap<IpAddr, usize>>,
+    max_per_address: usize,
+    refusing: Arc<Semaphore>,
+}
+
+/// One admitted session; dropping it frees its places.
+pub(crate) struct SessionPermit {
+    _total: OwnedSemaphorePermit,
+    limits: Arc<SessionLimits>,
+    address: IpAddr,
+}
+
+impl SessionLimits {
+    /// Counters for the limits of `config`.
+    pub(crate) fn new(config: &Config) -> Self {
+        Self {
+            total: Arc::new(Semaphore::new(config.max_sessions)),
+            max_total: config.max_sessions,
+            per_address: Mutex::new(HashMap::new()),
+            max_per_address: config.limits.max_sessions_per_address,
+            refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
+        }
+    }
+
+    /// Admits a session from `address`, or says which limit it is over.
+    pub(crate) fn admit(self: &Arc<Self>, address: IpAddr) -> Result<SessionPermit, Refusal> {
+        let total = self
+            .total
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Refusal::Total(self.max_total))?;
+        let mut per_address = self.per_address.lock().expect("session counters");
+        let count = per_address.entry(address).or_default();
+        if *count >= self.max_per_address {
+            return Err(Refusal::PerAddress(self.max_per_address));
+        }
+        *count += 1;
+        Ok(SessionPermit {
+            _total: total,
+            limits: self.clone(),
+            address,
+        })
+    }
+
+    /// Sessions running from `address`.
+    #[cfg(test)]
+    fn running_from(&self, address: IpAddr) -> usize {
+        self.per_address
+            .lock()
+            .expect("session counters")
+            .get(&address)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for SessionPermit {
+    fn drop(&mut self) {
+        let mut per_address = self.limits.per_address.lock().expect("session counters");
+        if let Some(count) = per_address.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                per_address.remove(&self.address);
+            }
+        }
+    }
+}
+
+impl SessionLimits {
+    /// Answers the connection's greeting with `421` (RFC 3080 §2.4): the
+    /// negative greeting is written at once, without a task (a fresh
+    /// socket's send buffer always has room for it). Then, while fewer
+    /// than [`MAX_REFUSING`] are doing so, a task half-closes the
+    /// connection and reads what the peer still sends until it closes,
+    /// so that the refusal is not lost to a reset; beyond that the
+    /// connection is simply closed.
+    pub(crate) fn refuse(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        refusal: Refusal,
+        tasks: &TaskTracker,
+    ) {
+        tracing::debug!(%peer, reason = %refusal.text(), "session refused");
+        let error = ErrorReply::new(ReplyCode::SERVICE_NOT_AVAILABLE, refusal.text());
+        let mut frame = BytesMut::new();
+        imxp_beep::frame::encode_data(
+            &DataHeader {
+                keyword: Keyword::Err,
+                channel: 0,
+                msgno: 0,
+                more: false,
+                seqno: 0,
+                size: 0,
+                ansno: None,
+            },
+            &error.to_payload(),
+            &mut frame,
+        );
+        if stream.try_write(&frame).ok() != Some(frame.len()) {
+            return;
+        }
+        let Ok(slot) = self.refusing.clone().try_acquire_owned() else {
+            return;
+        };
+        tasks.spawn(async move {
+            let mut stream = stream;
+            let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
+                let _ = stream.shutdown().await;
+                let mut sink = [0u8; 1024];
+                while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+            })
+            .await;
+            drop(slot);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn limits(total: usize, per_address: usize) -> Arc<SessionLimits> {
+        let text = format!(
+            "[relay]\ndomains = [\"a.test\"]\nstate_dir = \"s\"\n[tls]\nrequired = false\n\
+             [limits]\nmax_sessions = {total}\nmax_sessions_per_address = {per_address}\n"
+        );
+        let config = Config::parse(&text, Path::new("imxpd.toml")).unwrap();
+        Arc::new(SessionLimits::new(&config))
+    }
+
+    #[test]
+    fn per_address_and_total_limits_and_their_release() {
+        let limits = limits(3, 2);
+        let a: IpAddr = "127.0.0.2".parse().unwrap();
+        let b: IpAddr = "127.0.0.3".parse().unwrap();
+        let first = limits.admit(a).unwrap();
+        let _second = limits.admit(a).unwrap();
+        assert_eq!(limits.admit(a).err(), Some(Refusal::PerAddress(2)));
+        let _third = limits.admit(b).unwrap();
+        assert_eq!(limits.admit(b).err(), Some(Refusal::Total(3)));
+        drop(first);
+        assert_eq!(limits.running_from(a), 1);
+        let _again = limits.admit(b).unwrap();
+        assert_eq!(limits.running_from(b), 2);
+        assert!(Refusal::PerAddress(2).text().contains("your address"));
+    }
+}
