@@ -482,8 +482,15 @@ impl CpimMessage {
     }
 
     /// The whole entity: `Content-Type: message/cpim`, empty line, body.
+    /// CPIM headers are UTF-8 (RFC 3862 §2.2): when any octet is not
+    /// ASCII the entity says `Content-Transfer-Encoding: 8bit` (RFC 2045
+    /// §6.2; BEEP carries 8-bit content unchanged, RFC 3340 §4.1).
     pub fn to_entity(&self) -> Vec<u8> {
-        let mut out = b"Content-Type: message/cpim\r\n\r\n".to_vec();
+        let mut out = if self.raw.is_ascii() {
+            b"Content-Type: message/cpim\r\n\r\n".to_vec()
+        } else {
+            b"Content-Type: message/cpim\r\nContent-Transfer-Encoding: 8bit\r\n\r\n".to_vec()
+        };
         out.extend_from_slice(&self.raw);
         out
     }
@@ -893,6 +900,24 @@ mod tests {
         assert_eq!(message.subjects()[0].1, "tab\there\\ and line\nbreak \u{1}");
         assert_eq!(message.subjects()[1].0.as_deref(), Some("fr"));
         assert!(message.unsupported_required().is_empty());
+        assert!(
+            message
+                .to_entity()
+                .starts_with(b"Content-Type: message/cpim\r\n\r\n")
+        );
+        let utf8 = CpimBuilder::new()
+            .from(&CpimAddress::new("im:a@a.test"))
+            .subject("Grüße", Some("de"))
+            .build(b"Content-Type: text/plain\r\n\r\n")
+            .unwrap();
+        assert_eq!(utf8.subjects()[0].1, "Grüße");
+        let entity = utf8.to_entity();
+        assert!(
+            entity.starts_with(
+                b"Content-Type: message/cpim\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+            )
+        );
+        assert_eq!(CpimMessage::parse_entity(&entity).unwrap(), utf8);
     }
 
     #[test]

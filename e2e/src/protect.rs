@@ -525,7 +525,7 @@ mod tests {
         compose(
             &uri("alice@a.test"),
             &[uri("bob@b.test")],
-            Some("hello"),
+            Some("héllo ✓"),
             &mime::text_entity(text),
         )
         .unwrap()

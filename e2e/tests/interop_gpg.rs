@@ -107,7 +107,7 @@ fn cpim_entity(text: &str) -> Vec<u8> {
     protect::compose(
         &uri("alice@a.test"),
         &[uri("bob@b.test")],
-        Some("interop"),
+        Some("interop ✓"),
         &mime::text_entity(text),
     )
     .unwrap()

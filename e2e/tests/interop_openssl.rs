@@ -94,7 +94,7 @@ fn entity(from: &str, text: &str) -> Vec<u8> {
         &protect::compose(
             &uri(from),
             &[uri("bob@b.test")],
-            Some("S/MIME"),
+            Some("S/MIME ✓"),
             &mime::text_entity(text),
         )
         .unwrap()
@@ -251,6 +251,30 @@ fn imxp_reads_what_openssl_writes() {
         assert_eq!(opened.verdict(), Verdict::Unverified);
         assert_eq!(opened.signatures[0].verdict, SignatureVerdict::Untrusted);
     }
+
+    // Without the signer's certificate in the message (-nocerts): an
+    // unknown key unless the keyring has the certificate.
+    setup.openssl(&[
+        "cms",
+        "-sign",
+        "-binary",
+        "-nocerts",
+        "-in",
+        &input,
+        "-signer",
+        "alice.pem",
+        "-inkey",
+        "alice.key",
+        "-out",
+        "nocerts.eml",
+    ]);
+    let mut without = Keys::default();
+    without.smime.anchors = setup.keys.smime.anchors.clone();
+    let opened = protect::open(&setup.read("nocerts.eml"), &without);
+    assert_eq!(opened.verdict(), Verdict::Unverified, "{opened:?}");
+    assert_eq!(opened.signatures[0].verdict, SignatureVerdict::UnknownKey);
+    let opened = protect::open(&setup.read("nocerts.eml"), &setup.keys);
+    assert_eq!(opened.verdict(), Verdict::Verified, "{opened:?}");
 
     // A detached signature whose content was changed on the way.
     let detached = String::from_utf8(setup.read("detached.eml")).unwrap();

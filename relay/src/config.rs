@@ -43,7 +43,7 @@
 //! max_channels = 32                    # per session, channel 0 and tuning channels included
 //! max_outstanding_per_channel = 64     # unanswered MSGs before the window stops
 //! max_sessions = 10000                 # all listeners together (beyond: 421)
-//! max_sessions_per_address = 100       # per peer IP address (beyond: 421)
+//! max_sessions_per_address = 100       # per peer IPv4 address or IPv6 /64 (beyond: 421)
 //! max_attachments_per_session = 16     # edge attach beyond it: 554
 //! greeting_timeout = "30s"             # the peer's BEEP greeting
 //! handshake_timeout = "30s"            # the TLS handshake after <proceed/>
@@ -328,7 +328,8 @@ pub struct LimitSettings {
     /// MSGs received on a channel and not yet answered before its window
     /// stops reopening.
     pub max_outstanding_per_channel: usize,
-    /// Concurrent sessions from one peer IP address (beyond it: 421).
+    /// Concurrent sessions from one peer IP address, an IPv6 /64 counting
+    /// as one (beyond it: 421).
     pub max_sessions_per_address: usize,
     /// Endpoints attached over one edge session (beyond it: 554).
     pub max_attachments_per_session: usize,

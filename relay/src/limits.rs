@@ -77,6 +77,7 @@ impl SessionLimits {
 
     /// Admits a session from `address`, or says which limit it is over.
     pub(crate) fn admit(self: &Arc<Self>, address: IpAddr) -> Result<SessionPermit, Refusal> {
+        let address = peer_key(address);
         let total = self
             .total
             .clone()
@@ -104,6 +105,23 @@ impl SessionLimits {
             .get(&address)
             .copied()
             .unwrap_or(0)
+    }
+}
+
+/// What counts as one peer address: an IPv4 address (also when it comes
+/// IPv4-mapped through a dual-stack listener), or an IPv6 /64 — the
+/// smallest network a site is usually given, whose 2^64 addresses one
+/// host may use at will.
+fn peer_key(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+            }
+        },
     }
 }
 
@@ -198,5 +216,27 @@ mod tests {
         let _again = limits.admit(b).unwrap();
         assert_eq!(limits.running_from(b), 2);
         assert!(Refusal::PerAddress(2).text().contains("your address"));
+    }
+
+    #[test]
+    fn an_ipv6_64_counts_as_one_address_and_mapped_ipv4_as_ipv4() {
+        let limits = limits(10, 2);
+        let _a = limits.admit("2001:db8:1:2::1".parse().unwrap()).unwrap();
+        let _b = limits
+            .admit("2001:db8:1:2:ffff::9".parse().unwrap())
+            .unwrap();
+        assert_eq!(
+            limits.admit("2001:db8:1:2::77".parse().unwrap()).err(),
+            Some(Refusal::PerAddress(2)),
+            "same /64"
+        );
+        let _c = limits.admit("2001:db8:1:3::1".parse().unwrap()).unwrap();
+        let _d = limits.admit("::ffff:192.0.2.1".parse().unwrap()).unwrap();
+        let _e = limits.admit("192.0.2.1".parse().unwrap()).unwrap();
+        assert_eq!(
+            limits.admit("192.0.2.1".parse().unwrap()).err(),
+            Some(Refusal::PerAddress(2)),
+            "mapped and plain IPv4 are the same peer"
+        );
     }
 }
