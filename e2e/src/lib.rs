@@ -22,6 +22,40 @@
 //! * [`keyring`] — [`Keyring`], the key directory under the user's
 //!   configuration directory.
 //! * [`verdict`] — the reports and verdicts.
+//!
+//! # Example
+//!
+//! ```
+//! use imxp_e2e::keyring::Keys;
+//! use imxp_e2e::{ImUri, Protection, Scheme, Verdict, mime, open, pgp, protect};
+//!
+//! # fn main() -> Result<(), imxp_e2e::E2eError> {
+//! let alice = ImUri::from_address("alice@a.test")?;
+//! let bob = ImUri::from_address("bob@b.test")?;
+//! // One keyring for both, for brevity: their keys, trusted.
+//! let mut keys = Keys::default();
+//! for who in [&alice, &bob] {
+//!     let key = pgp::generate(who)?;
+//!     keys.pgp.trusted.insert(key.fingerprint());
+//!     keys.pgp.secrets.push(key);
+//! }
+//! let message = protect::compose(&alice, &[bob.clone()], Some("hi"), &mime::text_entity("hello, bob"))?;
+//! let protected = protect(
+//!     &message.to_entity(),
+//!     &Protection::new(Scheme::OpenPgp, true, true),
+//!     &alice,
+//!     &[bob],
+//!     &keys,
+//! )?;
+//! // `protected.content_type` and `protected.body` travel as the content
+//! // part of an APEX `data`; the reader opens the part as it arrived.
+//! let opened = open(&mime::join_entity(&protected.content_type, &protected.body), &keys);
+//! assert_eq!(opened.verdict(), Verdict::Verified);
+//! let text = mime::readable(opened.content.as_deref().unwrap_or_default())?.text;
+//! assert_eq!(text.as_deref(), Some("hello, bob"));
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod cpim;
 pub mod error;

@@ -674,6 +674,36 @@ mod tests {
     }
 
     #[test]
+    fn nested_signed_inside_encrypted_is_read() {
+        // RFC 3156 §6.1 and RFC 8551 §3.7: a multipart/signed entity,
+        // encrypted as a whole.
+        let keys = all_keys();
+        let entity = message("nested");
+        for scheme in [Scheme::OpenPgp, Scheme::Smime] {
+            let signed = protect(
+                &entity,
+                &Protection::new(scheme, true, false),
+                &uri("alice@a.test"),
+                &[],
+                &keys,
+            )
+            .unwrap();
+            let encrypted = protect(
+                &mime::join_entity(&signed.content_type, &signed.body),
+                &Protection::new(scheme, false, true),
+                &uri("alice@a.test"),
+                &[uri("bob@b.test")],
+                &keys,
+            )
+            .unwrap();
+            let opened = open(&encrypted.to_entity(), &keys);
+            assert_eq!(opened.verdict(), Verdict::Verified, "{scheme}: {opened:?}");
+            assert_eq!((opened.decryptions.len(), opened.signatures.len()), (1, 1));
+            assert!(opened.warnings.is_empty(), "{:?}", opened.warnings);
+        }
+    }
+
+    #[test]
     fn a_users_key_signs_for_its_subaddresses() {
         let keys = all_keys();
         let sub = uri("alice/appl=cli@a.test");
