@@ -23,7 +23,7 @@
 use crate::attachments::Lookup;
 use crate::datagram::{self, Prepared};
 use crate::outbound::Outbound;
-use crate::report::{self, Reporter};
+use crate::report::Reporter;
 use crate::route::{Route, Router};
 use crate::server::Relay;
 use bytes::Bytes;
@@ -80,9 +80,9 @@ impl Deliverer {
         let prepared = datagram::prepare(content, recipients, hop, elapsed)
             .map_err(|(code, text)| Failure::new(FailureKind::Reply { code }, text))?;
         if prepared.report_transient {
-            for recipient in &prepared.recipients {
-                self.send_transient(envelope, content, recipient).await;
-            }
+            self.reporter
+                .send_transient(envelope, content, &prepared.recipients)
+                .await;
         }
         Ok(prepared)
     }
@@ -129,9 +129,9 @@ impl Deliverer {
     /// The access service's part in local delivery (RFC 3341): datagrams
     /// to `apex=access@<domain>` go to the service; others need `core:data`
     /// for the originator in the recipient's entries (RFC 3340 §4.4.4.1
-    /// step 5.3). A blocked datagram fails with a neutral reason, so that a
-    /// requested report does not reveal the block (polite blocking, RFC
-    /// 2779 §5.4.10); the log says what happened.
+    /// step 5.3). A blocked datagram fails as if the recipient were not
+    /// attached, so that a requested report does not reveal the block
+    /// (polite blocking, RFC 2779 §5.4.10); only the log says "blocked".
     fn access_check(&self, originator: &str, recipient: &str) -> Option<AccessHook> {
         if recipient.starts_with("apex=access@") {
             return Some(AccessHook::Service);
@@ -140,9 +140,11 @@ impl Deliverer {
             return None;
         }
         tracing::info!(%originator, %recipient, event = "blocked", "core:data not granted");
+        // Exactly what an endpoint that is not attached gets, so that a
+        // report cannot tell the two apart.
         Some(AccessHook::Blocked(Outcome::Failed(Failure::new(
-            FailureKind::Reply { code: 550 },
-            format!("{recipient}: not delivered"),
+            FailureKind::Other,
+            format!("{recipient} is not attached"),
         ))))
     }
 
@@ -316,12 +318,9 @@ impl Deliverer {
 
     /// Sends the transient (350) report for `recipient` (RFC 3342 §2.2.1).
     async fn send_transient(&self, envelope: &Envelope, content: &Bytes, recipient: &str) {
-        if let Ok((data, stored)) = datagram::parse_stored(content)
-            && let Some(report) = report::transient(&data, &stored, &[recipient.to_owned()])
-            && let Err(error) = self.reporter.send(envelope.id, report).await
-        {
-            tracing::error!(id = %envelope.id, %error, "queueing the transient report failed");
-        }
+        self.reporter
+            .send_transient(envelope, content, &[recipient.to_owned()])
+            .await;
     }
 
     async fn deliver_remote(

@@ -1,6 +1,7 @@
 //! The `imxp` command's pieces: one module per command, plus the connection
 //! arguments and output formats they share.
 
+pub(crate) mod access;
 pub(crate) mod connect;
 pub(crate) mod interrupt;
 pub(crate) mod keys;
