@@ -17,7 +17,7 @@
 
 use crate::datagram::{self, Prepared};
 use crate::outbound::Outbound;
-use crate::report::{self, Reporter};
+use crate::report::Reporter;
 use crate::route::{Route, Router};
 use crate::server::Relay;
 use bytes::Bytes;
@@ -66,9 +66,9 @@ impl Deliverer {
         let prepared = datagram::prepare(content, recipients, hop, elapsed)
             .map_err(|(code, text)| Failure::new(FailureKind::Reply { code }, text))?;
         if prepared.report_transient {
-            for recipient in &prepared.recipients {
-                self.send_transient(envelope, content, recipient).await;
-            }
+            self.reporter
+                .send_transient(envelope, content, &prepared.recipients)
+                .await;
         }
         Ok(prepared)
     }
@@ -189,12 +189,9 @@ impl Deliverer {
 
     /// Sends the transient (350) report for `recipient` (RFC 3342 §2.2.1).
     async fn send_transient(&self, envelope: &Envelope, content: &Bytes, recipient: &str) {
-        if let Ok((data, stored)) = datagram::parse_stored(content)
-            && let Some(report) = report::transient(&data, &stored, &[recipient.to_owned()])
-            && let Err(error) = self.reporter.send(envelope.id, report).await
-        {
-            tracing::error!(id = %envelope.id, %error, "queueing the transient report failed");
-        }
+        self.reporter
+            .send_transient(envelope, content, &[recipient.to_owned()])
+            .await;
     }
 
     async fn deliver_remote(

@@ -86,6 +86,9 @@ pub(crate) fn at_intake(
         if !is_report {
             options.report_errors |= timing.report_errors;
             options.report_delivery |= timing.return_trip != 0 && any_local;
+            if timing.report_after != 0 {
+                options.report_after_ms = Some(now_ms + u64::from(timing.report_after));
+            }
         }
     }
     let hopping = data.data_hopping().map_err(|e| (501, e.to_string()))?;

@@ -125,6 +125,10 @@ impl Scheduler {
         self.reporter
             .send_owed(&claim.envelope, &claim.report_due)
             .await;
+        // reportAfter ran out while recipients wait here (RFC 3342 §2.2.1).
+        self.reporter
+            .send_transient_due(&claim.envelope, &claim.transient_due)
+            .await;
         if claim.attempt.is_empty() {
             return;
         }

@@ -402,6 +402,12 @@ pub struct QueueOptions {
     /// per recipient whether one applies at this hop.
     #[serde(default)]
     pub report_delivery: bool,
+    /// `dataTiming` `reportAfter`, as an absolute time (ms since the
+    /// epoch): if a recipient is still waiting here then, a transient
+    /// report is due ([`crate::Claim::transient_due`]). Cleared when the
+    /// claim hands it out.
+    #[serde(default)]
+    pub report_after_ms: Option<u64>,
 }
 
 impl QueueOptions {
@@ -437,12 +443,14 @@ pub struct Envelope {
 impl Envelope {
     /// The due time of the envelope's entry in the due index: the earliest of
     /// its recipients' due times (queued: due; deferred: next due; held: the
-    /// expiry; final with a report owed: when it ended), or `None` when
+    /// expiry; final with a report owed: when it ended; a transient report
+    /// due at `report_after_ms` while a recipient waits), or `None` when
     /// nothing is schedulable (all in flight or final) or an operator holds it.
     pub fn due_ms(&self) -> Option<u64> {
         if self.admin_hold {
             return None;
         }
+        let transient = self.options.report_after_ms.filter(|_| self.has_waiting());
         self.recipients
             .iter()
             .filter_map(|r| match (&r.state, &r.report) {
@@ -455,7 +463,21 @@ impl Envelope {
                 ) => Some(*at_ms),
                 _ => None,
             })
+            .chain(transient)
             .min()
+    }
+
+    /// Whether a recipient is still waiting here (queued, deferred or
+    /// held).
+    pub fn has_waiting(&self) -> bool {
+        self.recipients.iter().any(|r| {
+            matches!(
+                r.state,
+                RecipientState::Queued { .. }
+                    | RecipientState::Deferred { .. }
+                    | RecipientState::Held { .. }
+            )
+        })
     }
 
     /// Whether a claim is outstanding (a recipient in flight or a report

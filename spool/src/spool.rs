@@ -173,6 +173,10 @@ pub struct Claim {
     /// Failed recipients whose report the relay must now send, then confirm
     /// with [`Spool::mark_reported`].
     pub report_due: Vec<usize>,
+    /// Recipients still waiting when `reportAfter` ran out
+    /// ([`QueueOptions::report_after_ms`], cleared by this claim): the
+    /// relay sends their transient report (RFC 3342 §2.2.1), once.
+    pub transient_due: Vec<usize>,
 }
 
 /// The outcome of one delivery attempt for one recipient.
@@ -1756,7 +1760,30 @@ fn claim_due(env: &mut Envelope, now: u64, held_for: Option<&str>) -> Option<Cla
         }
     }
     let report_due = claim_reports(env, now);
-    if attempt.is_empty() && expired.is_empty() && report_due.is_empty() {
+    let mut transient_due = Vec::new();
+    if held_for.is_none()
+        && let Some(at) = env.options.report_after_ms
+        && at <= now
+    {
+        env.options.report_after_ms = None;
+        transient_due = env
+            .recipients
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| {
+                // Recipients attempted now get theirs from delivery.
+                matches!(
+                    r.state,
+                    RecipientState::Queued { .. }
+                        | RecipientState::Deferred { .. }
+                        | RecipientState::Held { .. }
+                )
+            })
+            .map(|(i, _)| i)
+            .collect();
+    }
+    if attempt.is_empty() && expired.is_empty() && report_due.is_empty() && transient_due.is_empty()
+    {
         return None;
     }
     Some(Claim {
@@ -1764,6 +1791,7 @@ fn claim_due(env: &mut Envelope, now: u64, held_for: Option<&str>) -> Option<Cla
         attempt,
         expired,
         report_due,
+        transient_due,
     })
 }
 

@@ -325,6 +325,39 @@ fn delivery_report_owed_until_confirmed(kind: EngineKind) {
     assert_clean(&spool);
 }
 
+/// `report_after_ms` wakes a waiting datagram once: the claim hands out
+/// the transient report and clears it.
+fn transient_report_due_once(kind: EngineKind) {
+    let env = Env::new(kind);
+    let spool = env.open();
+    let opts = QueueOptions {
+        report_after_ms: Some(T0 + 500),
+        ..Default::default()
+    };
+    spool
+        .enqueue(datagram(id(1), &["bob@b.example"], opts))
+        .wait()
+        .unwrap();
+    let c = spool.claim(id(1)).wait().unwrap().unwrap();
+    assert_eq!(c.attempt, vec![0]);
+    assert!(c.transient_due.is_empty(), "not yet");
+    let busy = Failure::new(FailureKind::Connect, "refused");
+    spool
+        .record(id(1), vec![(0, Outcome::Deferred(busy))])
+        .wait()
+        .unwrap();
+    assert_eq!(spool.get(id(1)).unwrap().unwrap().due_ms(), Some(T0 + 500));
+    env.advance(500);
+    let c = spool.claim(id(1)).wait().unwrap().unwrap();
+    assert!(c.attempt.is_empty(), "the retry is not due yet");
+    assert_eq!(c.transient_due, vec![0]);
+    let e = spool.get(id(1)).unwrap().unwrap();
+    assert_eq!(e.options.report_after_ms, None);
+    assert_eq!(e.due_ms(), Some(T0 + 1_000));
+    assert!(spool.claim(id(1)).wait().unwrap().is_none(), "once");
+    assert_clean(&spool);
+}
+
 fn hold_for_endpoint(kind: EngineKind) {
     let env = Env::new(kind);
     let spool = env.open();
@@ -717,6 +750,7 @@ both_engines!(
     deliver_defer_expire_report,
     permanent_failure_without_report_removes,
     delivery_report_owed_until_confirmed,
+    transient_report_due_once,
     hold_for_endpoint,
     admin_operations,
     resume_after_stop,
