@@ -52,6 +52,13 @@
 //!   parts are never decoded.
 //! * Init content (`<start>`): a bare `attach` or `bind` in, a bare `<ok />`
 //!   or `<error>` back (erratum 3).
+//! * Options ([`processing`]): an applicable, not-understood mustUnderstand
+//!   option is answered 504 (erratum 10); `targetHop='this'` is removed
+//!   before every transmission, the one to the recipient included; a
+//!   `data` from a report service or carrying a `statusResponse` is a
+//!   report and asks for none, whatever options it has. RFC 3342 counters
+//!   ([`party`]): 0 means unset; a counter reaching 0 has run out (so a
+//!   relay receiving `noMoreThan='1'` may not forward).
 //!
 //! # Receiving and forwarding a datagram
 //!

@@ -105,6 +105,7 @@ fn every_example_parses_and_round_trips() {
                 assert!(from_service, "{name}")
             }
             AccessMessage::Set(_) => {}
+            other => panic!("{name}: {other:?} is not an RFC 3341 element"),
         }
     }
 }

@@ -5,6 +5,8 @@
 //!
 //! # Layout
 //!
+//! * [`access`] — requests to the access service (RFC 3341): query, get,
+//!   set, list, and allow/block as get-modify-set.
 //! * [`client`] — [`Client`]: TCP to the relay's edge port, TLS tuning
 //!   (`http://iana.org/beep/TLS`), SASL PLAIN, then one APEX channel per
 //!   [`Client::attach`]; [`Client::close`] releases the session.
@@ -54,6 +56,7 @@
 //! # }
 //! ```
 
+pub mod access;
 pub mod attachment;
 pub mod client;
 pub mod error;

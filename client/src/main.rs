@@ -5,6 +5,7 @@ mod cli;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
+use cli::access::{AccessArgs, access_command};
 use cli::connect::{ConnectionArgs, connect_options};
 use cli::interrupt::Interrupt;
 use cli::listen::{ListenArgs, listen_command};
@@ -50,6 +51,8 @@ enum Command {
     /// Attach, send one datagram, and print "accepted" or the relay's
     /// refusal ("refused CODE TEXT").
     Send(SendArgs),
+    /// Your access entries (RFC 3341): list, allow, block, remove, query.
+    Access(AccessArgs),
 }
 
 fn main() -> ExitCode {
@@ -110,14 +113,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 body,
             )?)
         }
-        Command::Listen(_) => None,
+        Command::Listen(_) | Command::Access(_) => None,
     };
     let options = connect_options(&cli.connection)?;
     // Only listen catches signals (send stays interruptible as usual).
     let interrupt = match &cli.command {
         Command::Listen(_) => Some(Interrupt::install()?),
-        Command::Send(_) => None,
+        Command::Send(_) | Command::Access(_) => None,
     };
+    let user = cli.connection.user.clone();
     let client = within(timeout, "connecting to the relay", Client::connect(options))
         .await
         .with_context(|| format!("cannot log in to {}", cli.connection.relay))?;
@@ -130,6 +134,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let (content_type, body) = body.unwrap_or_default();
             send_command(&client, send, &content_type, &body, timeout).await
         }
+        Command::Access(args) => access_command(&client, &user, args, timeout).await,
     };
     // Release the session whatever happened; report the command's outcome first.
     let closed = within(timeout, "releasing the session", client.close()).await;

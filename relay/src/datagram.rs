@@ -44,9 +44,19 @@ pub(crate) struct Incoming {
 /// What a MSG on an APEX channel asks for.
 #[derive(Debug)]
 pub(crate) enum Request {
-    Attach { endpoint: Endpoint, trans_id: u32 },
-    Bind { domain: Domain, trans_id: u32 },
-    Terminate { trans_id: u32 },
+    Attach {
+        endpoint: Endpoint,
+        trans_id: u32,
+        /// The attach carries `attachOverride` (RFC 3342 §1).
+        take_over: bool,
+    },
+    Bind {
+        domain: Domain,
+        trans_id: u32,
+    },
+    Terminate {
+        trans_id: u32,
+    },
     Data(Incoming),
 }
 
@@ -75,10 +85,7 @@ pub(crate) fn parse_request(payload: &Bytes, max_message_size: usize) -> Result<
     let parsed =
         Operation::parse_bytes(payload, &limits(max_message_size)).map_err(|e| refusal(&e))?;
     Ok(match parsed.operation {
-        Operation::Attach(attach) => Request::Attach {
-            endpoint: attach.endpoint,
-            trans_id: attach.trans_id,
-        },
+        Operation::Attach(attach) => attach_request(attach),
         Operation::Bind(bind) => Request::Bind {
             domain: bind.relay,
             trans_id: bind.trans_id,
@@ -105,13 +112,23 @@ pub(crate) fn parse_request(payload: &Bytes, max_message_size: usize) -> Result<
     })
 }
 
+/// An attach request; of its options only `attachOverride` matters here
+/// (§4.4.1 step 4: `targetHop` and `transID` are ignored in attach).
+fn attach_request(attach: imxp_apex::Attach) -> Request {
+    Request::Attach {
+        take_over: attach
+            .options
+            .iter()
+            .any(|o| o.is_internal(imxp_apex::party::ATTACH_OVERRIDE)),
+        endpoint: attach.endpoint,
+        trans_id: attach.trans_id,
+    }
+}
+
 /// Parses the init content of an APEX `<start>` (an attach or a bind).
 pub(crate) fn parse_init(init: &[u8]) -> Result<Request, Refusal> {
     match Operation::parse_init(init).map_err(|e| refusal(&e))? {
-        Operation::Attach(attach) => Ok(Request::Attach {
-            endpoint: attach.endpoint,
-            trans_id: attach.trans_id,
-        }),
+        Operation::Attach(attach) => Ok(attach_request(attach)),
         Operation::Bind(bind) => Ok(Request::Bind {
             domain: bind.relay,
             trans_id: bind.trans_id,
@@ -396,5 +413,135 @@ pub(crate) async fn drain_outbound_channel(mut channel: Channel) {
         if reply.is_err() {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imxp_apex::{ApexOption, DataHopping, DataTiming, MimePart, Recipient, TargetHop};
+
+    fn ep(text: &str) -> Endpoint {
+        Endpoint::parse(text).unwrap()
+    }
+
+    /// A stored datagram from fred@a.test to `to`, with `options`.
+    fn stored(to: &[&str], options: Vec<ApexOption>) -> (Bytes, MimePart) {
+        let part = MimePart::new("text/plain", b"hi", &Domain::parse("a.test").unwrap()).unwrap();
+        let mut data = Data::new(ep("fred@a.test"), to.iter().map(|t| ep(t)));
+        data.options = options;
+        let content = Content::Part(part.clone());
+        (Bytes::from(data.to_payload(&content)), part)
+    }
+
+    fn sent(prepared: &Prepared) -> (Data, Content) {
+        parse_stored(prepared.payload.as_ref().expect("a payload")).unwrap()
+    }
+
+    #[test]
+    fn keeps_content_and_selects_recipients() {
+        let (payload, part) = stored(&["wilma@b.test", "betty@b.test", "x@c.test"], Vec::new());
+        let names = ["wilma@b.test".to_owned(), "betty@b.test".to_owned()];
+        let prepared = prepare(&payload, &names, Hop::Forward, 5).unwrap();
+        assert_eq!(prepared.recipients, names);
+        assert!(prepared.failed.is_empty());
+        let (data, content) = sent(&prepared);
+        assert_eq!(data.recipients.len(), 2);
+        let Content::Part(out) = content else {
+            panic!("a part")
+        };
+        assert_eq!(out.raw(), part.raw(), "octet for octet");
+    }
+
+    #[test]
+    fn removes_this_and_reduces_counters() {
+        let timing = DataTiming {
+            no_later_than: 10_000,
+            report_after: 3_000,
+            ..DataTiming::default()
+        };
+        let hopping = DataHopping {
+            no_more_than: 3,
+            report_errors: true,
+        };
+        let (payload, _) = stored(
+            &["wilma@b.test"],
+            vec![
+                ApexOption::internal("x-here").target_hop(TargetHop::This),
+                ApexOption::status_request(86),
+                timing.to_option(1),
+                hopping.to_option(2),
+            ],
+        );
+        let names = ["wilma@b.test".to_owned()];
+        let prepared = prepare(&payload, &names, Hop::Forward, 4_000).unwrap();
+        assert!(prepared.report_transient);
+        assert_eq!(prepared.time_left_ms, Some(6_000));
+        assert_eq!(prepared.report_after_left_ms, None);
+        let (data, _) = sent(&prepared);
+        assert!(data.option("x-here").is_none());
+        assert!(data.option("statusRequest").is_some());
+        let (_, t) = data.data_timing().unwrap().unwrap();
+        assert_eq!((t.no_later_than, t.report_after), (6_000, 0));
+        let (_, h) = data.data_hopping().unwrap().unwrap();
+        assert_eq!(h.no_more_than, 2);
+        // Local delivery: timing reduced, hops untouched.
+        let prepared = prepare(&payload, &names, Hop::Final, 1_000).unwrap();
+        assert!(!prepared.report_transient);
+        assert_eq!(prepared.report_after_left_ms, Some(2_000));
+        let (data, _) = sent(&prepared);
+        assert_eq!(data.data_hopping().unwrap().unwrap().1.no_more_than, 3);
+    }
+
+    #[test]
+    fn fails_when_time_or_hops_run_out() {
+        let names = ["wilma@b.test".to_owned()];
+        let timing = DataTiming {
+            no_later_than: 1_000,
+            ..DataTiming::default()
+        };
+        let (payload, _) = stored(&["wilma@b.test"], vec![timing.to_option(1)]);
+        let prepared = prepare(&payload, &names, Hop::Forward, 1_000).unwrap();
+        assert!(prepared.payload.is_none());
+        assert_eq!(prepared.failed[0].1.kind, FailureKind::Expired);
+        let hopping = DataHopping {
+            no_more_than: 1,
+            report_errors: false,
+        };
+        let (payload, _) = stored(&["wilma@b.test"], vec![hopping.to_option(1)]);
+        let prepared = prepare(&payload, &names, Hop::Forward, 0).unwrap();
+        assert!(prepared.payload.is_none());
+        assert_eq!(prepared.failed[0].1.kind, FailureKind::HopLimit);
+        // Delivered locally, the last hop is fine.
+        assert!(
+            prepare(&payload, &names, Hop::Final, 0)
+                .unwrap()
+                .payload
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn per_recipient_must_understand() {
+        let part = MimePart::new("text/plain", b"hi", &Domain::parse("a.test").unwrap()).unwrap();
+        let mut data = Data::new(ep("fred@a.test"), [ep("wilma@b.test")]);
+        data.recipients.push(Recipient {
+            identity: ep("betty@b.test"),
+            options: vec![ApexOption::internal("x-new").must_understand(true)],
+        });
+        let payload = Bytes::from(data.to_payload(&Content::Part(part)));
+        let names = ["wilma@b.test".to_owned(), "betty@b.test".to_owned()];
+        // targetHop='final' (default): not checked on the way.
+        let prepared = prepare(&payload, &names, Hop::Forward, 0).unwrap();
+        assert!(prepared.failed.is_empty());
+        assert_eq!(prepared.recipients.len(), 2);
+        // At the final relay betty fails with 504, wilma gets it alone.
+        let prepared = prepare(&payload, &names, Hop::Final, 0).unwrap();
+        assert_eq!(prepared.failed.len(), 1);
+        assert_eq!(prepared.failed[0].0, "betty@b.test");
+        assert_eq!(prepared.failed[0].1.kind, FailureKind::Reply { code: 504 });
+        assert_eq!(prepared.recipients, ["wilma@b.test".to_owned()]);
+        let (sent, _) = sent(&prepared);
+        assert_eq!(sent.recipients.len(), 1);
     }
 }

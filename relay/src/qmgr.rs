@@ -125,6 +125,10 @@ impl Scheduler {
         self.reporter
             .send_owed(&claim.envelope, &claim.report_due)
             .await;
+        // reportAfter ran out while recipients wait here (RFC 3342 §2.2.1).
+        self.reporter
+            .send_transient_due(&claim.envelope, &claim.transient_due)
+            .await;
         if claim.attempt.is_empty() {
             return;
         }
@@ -175,6 +179,11 @@ impl Scheduler {
                 Outcome::NotAttempted => {}
             }
         }
+        let held: Vec<String> = outcomes
+            .iter()
+            .filter(|(_, outcome)| *outcome == Outcome::Held)
+            .map(|(index, _)| claim.envelope.recipients[*index].endpoint.clone())
+            .collect();
         match self.spool.record(id, outcomes).await {
             Ok(Some(recorded)) => {
                 if recorded.removed {
@@ -187,6 +196,9 @@ impl Scheduler {
             }
             Ok(None) => {}
             Err(error) => tracing::error!(%id, %error, "recording the outcome failed"),
+        }
+        for endpoint in held {
+            self.deliverer.held_recorded(&endpoint);
         }
     }
 

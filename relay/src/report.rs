@@ -16,7 +16,10 @@
 //! * `dataTiming` `returnTrip`: the final-hop report (250) on local
 //!   delivery, with its own `dataTiming noLaterThan=returnTrip` (§2.1.1).
 //! * `dataTiming` `reportAfter` ran out: the transient report (350), once
-//!   (§2.2.1); the data still goes on.
+//!   per recipient (§2.2.1): when it runs out while the data waits here
+//!   (deferred or held; the spool wakes the datagram then), just before the
+//!   data is sent on, or while the endpoint has not answered; the data
+//!   still goes on.
 //! * `dataHopping` `reportErrors`: 550 when the hop budget ran out (§4).
 //!
 //! Rules: a datagram that is itself a report never produces one (DESIGN
@@ -351,6 +354,45 @@ impl Reporter {
         }
     }
 
+    /// Sends the transient (350) report for each of `recipients` of the
+    /// stored datagram `stored` (RFC 3342 §2.2.1): one report per
+    /// recipient, so that the waiting and the delivery paths produce the
+    /// same report (and the second is a duplicate).
+    pub(crate) async fn send_transient(
+        &self,
+        envelope: &Envelope,
+        stored: &Bytes,
+        recipients: &[String],
+    ) {
+        let Ok((data, content)) = datagram::parse_stored(stored) else {
+            return;
+        };
+        for recipient in recipients {
+            if let Some(report) = transient(&data, &content, std::slice::from_ref(recipient))
+                && let Err(error) = self.send(envelope.id, report).await
+            {
+                tracing::error!(id = %envelope.id, %error, "queueing the transient report failed");
+            }
+        }
+    }
+
+    /// Sends the transient reports a claim handed out: recipients still
+    /// waiting when `reportAfter` ran out (deferred, or held).
+    pub(crate) async fn send_transient_due(&self, envelope: &Envelope, indexes: &[usize]) {
+        if indexes.is_empty() {
+            return;
+        }
+        let Ok(Some(stored)) = self.relay.spool.content(envelope.id) else {
+            return;
+        };
+        let recipients: Vec<String> = indexes
+            .iter()
+            .filter_map(|&i| envelope.recipients.get(i).map(|r| r.endpoint.clone()))
+            .collect();
+        self.send_transient(envelope, &Bytes::from(stored), &recipients)
+            .await;
+    }
+
     /// Queues `report` about datagram `about` through intake, unless the
     /// originator's rate is exceeded (then it is dropped, counted and
     /// logged).
@@ -441,6 +483,7 @@ mod tests {
             expires_ms: 1,
             size: 0,
             admin_hold: false,
+            arrival: 0,
         }
     }
 

@@ -311,18 +311,24 @@ async fn data_timing_rfc_3342_scenarios() {
     received.ack().await.expect("ack");
     wilma.set_auto_ack(true);
 
-    // §2.1.2 timing error report: B is down, so A cannot send before
-    // noLaterThan runs out: 550 from A, a permanent failure, once.
+    // B is down. §2.2.1 while the data waits at A: reportAfter runs out,
+    // A reports 350 once. §2.1.2: A cannot send before noLaterThan runs
+    // out: a timing error report, 550 from A, a permanent failure, once.
     drained(&a).await;
     drained(&b).await;
     b.stop().await;
     let timing = DataTiming {
-        no_later_than: 1_500,
+        no_later_than: 2_500,
+        report_after: 400,
         report_errors: true,
         ..DataTiming::default()
     };
     let (d, c) = data("wilma@b.test", "late", vec![timing.to_option(88)]);
     fred.send_data(&d, &c).await.expect("A accepts");
+    let (report, status) = next_report(&mut fred).await;
+    assert_eq!(report.originator.identity, ep("apex=report@a.test"));
+    assert_eq!(status.trans_id, 88);
+    assert_eq!(status.destinations[0].reply.code.0, 350);
     let (report, status) = next_report(&mut fred).await;
     assert_eq!(report.originator.identity, ep("apex=report@a.test"));
     assert_eq!(status.trans_id, 88);

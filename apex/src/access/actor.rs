@@ -185,9 +185,13 @@ impl Actor {
                 let sub = address.subaddress()?;
                 (address.address() == base && !sub.is_empty()).then_some(1 + sub.len())?
             }
+            // `apex=*` and `*` split all addresses by `is_service`, so every
+            // address matches one of the defaults `apex=*@*` and `*@*`, even
+            // `apex=@…` (a service prefix with an empty name, which the
+            // endpoint syntax allows: found by the access_match fuzzer).
             LocalPattern::Services => {
                 let rest = local_text.strip_prefix(SERVICE_PREFIX)?;
-                (!rest.is_empty()).then_some(1 + rest.len())?
+                address.is_service().then_some(1 + rest.len())?
             }
             LocalPattern::Any => (!address.is_service()).then_some(1 + local_text.len())?,
         };
@@ -379,6 +383,10 @@ mod tests {
         assert!(actor("*@*").matches(&svc).is_none(), "* excludes services");
         assert!(actor("apex=*@*").matches(&svc).is_some());
         assert!(actor("apex=*@*").matches(&fred).is_none());
+        // Every address matches exactly one of apex=*@* and *@*.
+        let empty_service = ep("apex=@example.com");
+        assert!(actor("apex=*@*").matches(&empty_service).is_some());
+        assert!(actor("*@*").matches(&empty_service).is_none());
         assert!(actor("fred/*@example.com").matches(&fred_wb).is_some());
         assert!(
             actor("fred/*@example.com").matches(&fred).is_none(),

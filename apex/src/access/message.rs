@@ -10,6 +10,13 @@
 //! ```
 //!
 //! plus the core `reply` (RFC 3340 §6.1.2) for 250 and the error codes.
+//!
+//! **Extension (not in RFC 3341):** RFC 3341 cannot enumerate an owner's
+//! entries (`get` needs the exact actor). imxp adds
+//! `<list owner='…' transID='…' />`, allowed to whoever may `get`
+//! (`access:get`), answered by `<entries transID='…'>access*</entries>`
+//! with the owner's explicit entries. A service without the extension
+//! answers `list` with a 504 `reply`.
 
 use crate::address::{Domain, Endpoint};
 use crate::data::{Content, Data, DataContent};
@@ -81,6 +88,21 @@ pub enum AccessMessage {
     },
     /// `<reply code transID>` (RFC 3340 §6.1.2).
     Reply(Reply),
+    /// `<list owner transID />` (imxp extension, see the module docs).
+    List {
+        /// Whose entries.
+        owner: Endpoint,
+        /// The transaction identifier.
+        trans_id: u32,
+    },
+    /// `<entries transID>access*</entries>` (imxp extension): the answer
+    /// to `list`.
+    Entries {
+        /// The list's transID.
+        trans_id: u32,
+        /// The owner's explicit entries.
+        entries: Vec<AccessEntry>,
+    },
 }
 
 impl AccessMessage {
@@ -121,7 +143,10 @@ impl AccessMessage {
             Self::Query(q) => Some(q.trans_id),
             Self::Get(g) => Some(g.trans_id),
             Self::Set(s) => Some(s.trans_id),
-            Self::Allow { trans_id } | Self::Deny { trans_id } => Some(*trans_id),
+            Self::Allow { trans_id }
+            | Self::Deny { trans_id }
+            | Self::List { trans_id, .. }
+            | Self::Entries { trans_id, .. } => Some(*trans_id),
             Self::Reply(reply) => reply.trans_id,
         }
     }
@@ -135,6 +160,8 @@ impl AccessMessage {
             Self::Allow { .. } => "allow",
             Self::Deny { .. } => "deny",
             Self::Reply(_) => "reply",
+            Self::List { .. } => "list",
+            Self::Entries { .. } => "entries",
         }
     }
 
@@ -171,6 +198,25 @@ impl AccessMessage {
                 out.push_str(" />");
             }
             Self::Reply(reply) => reply.write(&mut out),
+            Self::List { owner, trans_id } => {
+                out.push_str("<list");
+                xml::push_attribute(&mut out, "owner", &owner.to_string());
+                xml::push_attribute(&mut out, "transID", &trans_id.to_string());
+                out.push_str(" />");
+            }
+            Self::Entries { trans_id, entries } => {
+                out.push_str("<entries");
+                xml::push_attribute(&mut out, "transID", &trans_id.to_string());
+                if entries.is_empty() {
+                    out.push_str(" />");
+                } else {
+                    out.push('>');
+                    for entry in entries {
+                        entry.write(&mut out);
+                    }
+                    out.push_str("</entries>");
+                }
+            }
         }
         out
     }
@@ -248,6 +294,27 @@ impl AccessMessage {
                 }
             }
             "reply" => Self::Reply(Reply::from_element(element)?),
+            "list" => {
+                const E: &str = "list";
+                element.check_attributes(E, &["owner", "transID"])?;
+                element.check_empty(E)?;
+                Self::List {
+                    owner: crate::parse_endpoint(E, "owner", element.required(E, "owner")?)?,
+                    trans_id: trans_id::parse_uniqid(E, element.required(E, "transID")?)?,
+                }
+            }
+            "entries" => {
+                const E: &str = "entries";
+                element.check_attributes(E, &["transID"])?;
+                element.check_no_text(E)?;
+                Self::Entries {
+                    trans_id: trans_id::parse_uniqid(E, element.required(E, "transID")?)?,
+                    entries: element
+                        .elements()
+                        .map(AccessEntry::from_element)
+                        .collect::<Result<_, _>>()?,
+                }
+            }
             other => return Err(ApexError::UnknownElement(other.to_owned())),
         })
     }
@@ -265,4 +332,41 @@ pub fn salvage_trans_id(xml: &[u8]) -> Option<u32> {
 pub fn service_endpoint(domain: &Domain) -> Endpoint {
     Endpoint::service(crate::address::ACCESS_SERVICE, domain.clone())
         .expect("apex=access@<valid domain> is a valid endpoint")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_extension_round_trips() {
+        let list = AccessMessage::parse(b"<list owner='fred@example.com' transID='5' />").unwrap();
+        assert_eq!(list.trans_id(), Some(5));
+        assert_eq!(
+            AccessMessage::parse(list.to_xml().as_bytes()).unwrap(),
+            list
+        );
+        let xml = "<entries transID='5'><access owner='fred@example.com' actor='*@*' \
+                   actions='all:none' lastUpdate='2000-05-14T21:02:00Z' /></entries>";
+        let entries = AccessMessage::parse(xml.as_bytes()).unwrap();
+        let AccessMessage::Entries { entries: list, .. } = &entries else {
+            panic!("entries expected")
+        };
+        assert_eq!(list.len(), 1);
+        assert_eq!(
+            AccessMessage::parse(entries.to_xml().as_bytes()).unwrap(),
+            entries
+        );
+        let empty = AccessMessage::Entries {
+            trans_id: 1,
+            entries: Vec::new(),
+        };
+        assert_eq!(empty.to_xml(), "<entries transID='1' />");
+        assert_eq!(
+            AccessMessage::parse(empty.to_xml().as_bytes()).unwrap(),
+            empty
+        );
+        assert!(AccessMessage::parse(b"<entries transID='1'><get/></entries>").is_err());
+        assert!(AccessMessage::parse(b"<list owner='fred' transID='1' />").is_err());
+    }
 }

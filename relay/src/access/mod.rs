@@ -15,9 +15,9 @@
 //! owner blocks them; `[]` gives RFC 3341's own defaults, under which no
 //! ordinary endpoint may send data to another until the owner allows it).
 //!
-//! Who may `query`/`get`/`set` an owner's entries: the owner itself, the
-//! base endpoint of a subaddress owner (`fred@…` for `fred/appl=wb@…`),
-//! the `[access] admins`, and whoever the owner's entries grant
+//! Who may `query`/`get`/`set` an owner's entries: the owner itself and
+//! every endpoint with the same base (`fred@…`, `fred/appl=wb@…`: the relay
+//! lets only user `fred` act as any of them), the `[access] admins`, and whoever the owner's entries grant
 //! `access:query`/`access:get`/`access:set` (the defaults grant them to
 //! the domain's APEX services).
 
@@ -112,7 +112,7 @@ impl Access {
         owner: &Endpoint,
         operation: &str,
     ) -> bool {
-        if originator == owner || (owner.is_subaddress_of(originator) && !originator.is_service()) {
+        if originator.same_base(owner) && !originator.is_service() {
             return true;
         }
         if self.admins.contains(originator) {
@@ -132,8 +132,7 @@ impl Access {
             .cloned()
     }
 
-    /// All explicit entries of `owner`.
-    #[cfg(test)]
+    /// All explicit entries of `owner`, by actor key.
     pub(crate) fn entries_of(&self, owner: &Endpoint) -> Vec<Stored> {
         self.entries
             .read()
@@ -315,10 +314,8 @@ mod tests {
             access.may_manage(&fred, &fred_wb, "set"),
             "base of a subaddress"
         );
-        assert!(
-            !access.may_manage(&fred_wb, &fred, "set"),
-            "not the other way"
-        );
+        assert!(access.may_manage(&fred_wb, &fred, "set"), "same user");
+        assert!(!access.may_manage(&ep("fred@other.example"), &fred, "set"));
         assert!(!access.may_manage(&ep("barney@example.com"), &fred, "query"));
         assert!(
             access.may_manage(&ep("postmaster@example.com"), &fred, "set"),

@@ -1,7 +1,8 @@
 //! The service endpoint `apex=access@<domain>` (RFC 3341 §4): a datagram
 //! addressed to it is delivered here instead of to an attachment. Its
 //! content (inline `data-content` or an `application/beep+xml` part, §4.1)
-//! is a `query`, `get` or `set`; the answer (`allow`, `deny`, `set` or
+//! is a `query`, `get` or `set` (or imxp's `list` extension, see
+//! [`imxp_apex::access::message`]); the answer (`allow`, `deny`, `set` or
 //! `reply`, with the request's transID) goes back to the originator, and a
 //! change is announced to the owner with a `set` (§4) — both as new
 //! datagrams from `apex=access@<domain>` through the normal intake path,
@@ -202,6 +203,22 @@ async fn handle(
                     None,
                 ),
             }
+        }
+        AccessMessage::List { owner, trans_id } => {
+            if let Err(refusal) = check_subject(relay, originator, &owner, "get", trans_id) {
+                return (*refusal, None);
+            }
+            let entries = access
+                .entries_of(&owner)
+                .into_iter()
+                .map(|stored| AccessEntry {
+                    owner: owner.clone(),
+                    actor: stored.actor,
+                    actions: Some(stored.actions),
+                    last_update: Some(stored.last_update),
+                })
+                .collect();
+            (AccessMessage::Entries { trans_id, entries }, None)
         }
         other => (
             reply(
