@@ -33,6 +33,11 @@ pub struct AttachOptions {
     pub queue: usize,
     /// Bounds for parsing the relay's MSGs.
     pub limits: Limits,
+    /// Attach with `attachOverride` (RFC 3342 §1): if another application
+    /// is attached as the endpoint, the relay ends its attachment (it gets
+    /// a 556 `terminate`, see [`Event::Terminated`]) and this one takes
+    /// over, along with the data in flight to the old one.
+    pub take_over: bool,
 }
 
 impl Default for AttachOptions {
@@ -42,6 +47,7 @@ impl Default for AttachOptions {
             auto_ack: false,
             queue: 16,
             limits: Limits::default(),
+            take_over: false,
         }
     }
 }
@@ -379,8 +385,18 @@ impl Attachment {
     /// endpoint counts as attached (in [`Attachment::endpoints`], for
     /// accepting data) from the moment the MSG is sent until a refusal.
     pub async fn attach(&self, endpoint: Endpoint) -> Result<(), ClientError> {
+        self.attach_msg(endpoint, false).await
+    }
+
+    /// [`Attachment::attach`] with `attachOverride` (RFC 3342 §1): takes
+    /// the endpoint over from another application attached as it.
+    pub async fn attach_override(&self, endpoint: Endpoint) -> Result<(), ClientError> {
+        self.attach_msg(endpoint, true).await
+    }
+
+    async fn attach_msg(&self, endpoint: Endpoint, take_over: bool) -> Result<(), ClientError> {
         let trans_id = self.shared.new_trans_id();
-        let attach = Attach::new(endpoint.clone(), trans_id);
+        let attach = attach_element(endpoint.clone(), trans_id, take_over);
         // Counted as attached from before the MSG leaves: the relay may
         // deliver right after its <ok />, and the reader task may see that
         // data before this task sees the reply.
@@ -504,6 +520,17 @@ impl Attachment {
         }
         first_error.map_or(Ok(()), Err)
     }
+}
+
+/// An `attach`, with the `attachOverride` option if `take_over`.
+pub(crate) fn attach_element(endpoint: Endpoint, trans_id: u32, take_over: bool) -> Attach {
+    let mut attach = Attach::new(endpoint, trans_id);
+    if take_over {
+        attach.options.push(imxp_apex::ApexOption::internal(
+            imxp_apex::party::ATTACH_OVERRIDE,
+        ));
+    }
+    attach
 }
 
 /// Reads the channel until it ends: answers terminates and refusals,

@@ -5,7 +5,7 @@
 use crate::attachment::{AttachOptions, Attachment};
 use crate::error::ClientError;
 use crate::payload;
-use imxp_apex::{Attach, Endpoint, PROFILE_URI};
+use imxp_apex::{Endpoint, PROFILE_URI};
 use imxp_beep::io::{Connection, DriverConfig, DriverError, TlsSetup};
 use imxp_beep::mgmt::Greeting;
 use imxp_beep::tuning::sasl::{PlainClient, SaslClient, profile_uri};
@@ -278,7 +278,8 @@ impl Client {
         options: AttachOptions,
     ) -> Result<Attachment, ClientError> {
         let trans_id = Attachment::first_trans_id();
-        let attach = Attach::new(endpoint.clone(), trans_id);
+        let attach =
+            crate::attachment::attach_element(endpoint.clone(), trans_id, options.take_over);
         let channel = self
             .connection
             .open_channel(vec![Profile::with_init(PROFILE_URI, attach.to_xml())], None)

@@ -562,3 +562,79 @@ async fn send_delivery_options_and_listen_shows_reports() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_hold_adds_hold4endpoint() {
+    bounded(async {
+        let mut relay = FakeRelay::start().await;
+        let files = files(&relay, "secret");
+        let command = imxp(
+            &relay,
+            &files.ca,
+            files.password.to_str().unwrap(),
+            &[
+                "send",
+                "--from",
+                "fred@example.com",
+                "--to",
+                "barney@example.org",
+                "--hold",
+                "wait for me",
+            ],
+        );
+        let output = run(command, None).await;
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        let Seen::Attach { take_over, .. } = relay.next_seen().await else {
+            panic!("no attach")
+        };
+        assert!(!take_over);
+        let Seen::Data(data, _) = relay.next_seen().await else {
+            panic!("no data")
+        };
+        // RFC 3342 §3: `<option internal='hold4Endpoint' />`, no attributes.
+        assert_eq!(data.options.len(), 1);
+        assert!(data.options[0].is_internal("hold4Endpoint"));
+        assert!(
+            data.options[0]
+                .to_xml()
+                .contains("internal='hold4Endpoint'")
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_override_attaches_with_attach_override_and_reports_556() {
+    bounded(async {
+        let mut relay = FakeRelay::start().await;
+        let files = files(&relay, "secret");
+        let command = imxp(
+            &relay,
+            &files.ca,
+            files.password.to_str().unwrap(),
+            &["listen", "--as", "fred@example.com", "--override"],
+        );
+        let listening = tokio::spawn(run(command, None));
+        let Seen::Attach { take_over, .. } = relay.next_seen().await else {
+            panic!("no attach")
+        };
+        assert!(take_over, "the attach carries attachOverride");
+        // Another application overrides this one: the relay's 556.
+        let answer = relay
+            .terminate(
+                &endpoint("fred@example.com"),
+                None,
+                imxp_apex::ReplyCode::ATTACHMENT_OVERRIDDEN,
+            )
+            .await;
+        assert_eq!(answer, Response::Ok);
+        let output = listening.await.unwrap();
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+        assert!(
+            text(&output.stderr).contains("fred@example.com: 556"),
+            "{}",
+            text(&output.stderr)
+        );
+    })
+    .await;
+}

@@ -52,6 +52,7 @@ async fn attach_send_receive_acknowledge_and_terminate_over_tls() {
             endpoint: attached,
             trans_id,
             by_msg: false,
+            ..
         } = relay.next_seen().await
         else {
             panic!("attach not seen")
@@ -200,6 +201,7 @@ async fn a_second_endpoint_attaches_by_msg_on_the_same_channel() {
             endpoint: second,
             trans_id,
             by_msg: true,
+            ..
         } = relay.next_seen().await
         else {
             panic!("attach by MSG not seen")

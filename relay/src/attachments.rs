@@ -1,10 +1,16 @@
 //! Which endpoints are attached, and over which channel (RFC 3340 §4.4.1):
 //! local delivery looks endpoints up here. An attachment ends with a
-//! `terminate`, or when its channel or session goes away (§6.1.1).
+//! `terminate`, or when its channel or session goes away (§6.1.1), or
+//! when another application attaches with `attachOverride` (RFC 3342 §1).
+//!
+//! Endpoints match exactly, subaddress included (RFC 3340 §2.2):
+//! `fred/appl=im@example.com` and `fred@example.com` are two endpoints, each
+//! attached, delivered to and held for on its own.
 
 use imxp_beep::io::ChannelHandle;
 use std::collections::HashMap;
 use std::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 
 /// Where an attachment was made: a session and a channel on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -19,6 +25,30 @@ struct Attachment {
     /// `None` while the channel is being created (the attach came in the
     /// `start` init): the endpoint counts as attached but cannot receive yet.
     channel: Option<ChannelHandle>,
+    /// Cancelled when the attachment ends, however it ends.
+    ended: CancellationToken,
+}
+
+/// Where to deliver to an attached endpoint.
+pub(crate) enum Lookup {
+    /// Nobody is attached as the endpoint.
+    Detached,
+    /// Attached, but its channel is still being created.
+    Pending,
+    /// Attached on `channel`; `ended` fires when this attachment ends
+    /// (data in flight to it then goes to whoever attached next).
+    Ready {
+        channel: ChannelHandle,
+        ended: CancellationToken,
+    },
+}
+
+/// The attachment an `attachOverride` displaced.
+pub(crate) struct Displaced {
+    /// Its attach transID (the `terminate` names it).
+    pub(crate) trans_id: u32,
+    /// Its channel, if it was created.
+    pub(crate) channel: Option<ChannelHandle>,
 }
 
 /// Why an attach was not recorded.
@@ -38,9 +68,12 @@ pub(crate) struct Attachments {
 }
 
 impl Attachments {
-    /// Attaches `endpoint` unless another application already is, or the
-    /// owner's session has `per_session` attachments already. `channel` is
-    /// `None` until [`Attachments::activate`].
+    /// Attaches `endpoint`. If another application already is, the attach
+    /// is refused (554), unless `take_over` (`attachOverride`): then the
+    /// old attachment ends and is returned, for the caller to send it the
+    /// 556 `terminate`. Refused too if the owner's session has
+    /// `per_session` attachments already. `channel` is `None` until
+    /// [`Attachments::activate`].
     pub(crate) fn attach(
         &self,
         endpoint: &str,
@@ -48,28 +81,40 @@ impl Attachments {
         trans_id: u32,
         channel: Option<ChannelHandle>,
         per_session: usize,
-    ) -> Result<(), AttachRefused> {
+        take_over: bool,
+    ) -> Result<Option<Displaced>, AttachRefused> {
         let mut inner = self.inner.lock().expect("attachments");
-        if inner.contains_key(endpoint) {
+        let current = inner.get(endpoint).map(|a| a.owner.session);
+        if current.is_some() && !take_over {
             return Err(AttachRefused::Taken);
         }
         let on_session = inner
             .values()
             .filter(|a| a.owner.session == owner.session)
-            .count();
+            .count()
+            - usize::from(current == Some(owner.session));
         if on_session >= per_session {
             return Err(AttachRefused::SessionFull);
         }
+        let displaced = inner.remove(endpoint).map(|old| {
+            old.ended.cancel();
+            tracing::info!(%endpoint, session = old.owner.session, channel = old.owner.channel, "overridden");
+            Displaced {
+                trans_id: old.trans_id,
+                channel: old.channel,
+            }
+        });
         inner.insert(
             endpoint.to_owned(),
             Attachment {
                 owner,
                 trans_id,
                 channel,
+                ended: CancellationToken::new(),
             },
         );
         tracing::info!(%endpoint, session = owner.session, channel = owner.channel, "attached");
-        Ok(())
+        Ok(displaced)
     }
 
     /// Gives the attachments of `owner`'s channel their channel handle once
@@ -82,13 +127,28 @@ impl Attachments {
         }
     }
 
-    /// The channel to deliver to `endpoint`, if attached.
-    pub(crate) fn channel(&self, endpoint: &str) -> Option<ChannelHandle> {
+    /// Where to deliver to `endpoint` now.
+    pub(crate) fn lookup(&self, endpoint: &str) -> Lookup {
+        match self.inner.lock().expect("attachments").get(endpoint) {
+            None => Lookup::Detached,
+            Some(Attachment { channel: None, .. }) => Lookup::Pending,
+            Some(Attachment {
+                channel: Some(channel),
+                ended,
+                ..
+            }) => Lookup::Ready {
+                channel: channel.clone(),
+                ended: ended.clone(),
+            },
+        }
+    }
+
+    /// Whether anyone is attached as `endpoint`.
+    pub(crate) fn is_attached(&self, endpoint: &str) -> bool {
         self.inner
             .lock()
             .expect("attachments")
-            .get(endpoint)
-            .and_then(|a| a.channel.clone())
+            .contains_key(endpoint)
     }
 
     /// Ends the attachment made by `trans_id` on `owner`'s channel; returns
@@ -99,7 +159,9 @@ impl Attachments {
             .iter()
             .find(|(_, a)| a.owner == owner && a.trans_id == trans_id)
             .map(|(e, _)| e.clone())?;
-        inner.remove(&endpoint);
+        if let Some(old) = inner.remove(&endpoint) {
+            old.ended.cancel();
+        }
         tracing::info!(%endpoint, "detached");
         Some(endpoint)
     }
@@ -114,6 +176,7 @@ impl Attachments {
                 let ends =
                     a.owner.session == session && channel.is_none_or(|c| a.owner.channel == c);
                 if ends {
+                    a.ended.cancel();
                     tracing::info!(%endpoint, "detached");
                 }
                 !ends
@@ -139,5 +202,73 @@ impl Attachments {
             .filter(|(_, a)| a.owner == owner)
             .map(|(e, _)| e.clone())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FRED: &str = "fred@example.com";
+
+    fn owner(session: u64) -> Owner {
+        Owner {
+            session,
+            channel: 1,
+        }
+    }
+
+    #[test]
+    fn second_attach_is_refused_unless_it_overrides() {
+        let attachments = Attachments::default();
+        assert!(matches!(
+            attachments.attach(FRED, owner(1), 1, None, 16, false),
+            Ok(None)
+        ));
+        assert!(
+            attachments
+                .attach(FRED, owner(2), 2, None, 16, false)
+                .is_err()
+        );
+        // The subaddress is another endpoint.
+        assert!(matches!(
+            attachments.attach("fred/appl=im@example.com", owner(2), 2, None, 16, false),
+            Ok(None)
+        ));
+        let Lookup::Pending = attachments.lookup(FRED) else {
+            panic!("attached, channel not created yet");
+        };
+        let displaced = attachments
+            .attach(FRED, owner(2), 3, None, 16, true)
+            .unwrap()
+            .expect("the first attachment is displaced");
+        assert_eq!(displaced.trans_id, 1);
+        // The old owner's terminate no longer finds it; the new one's does.
+        assert_eq!(attachments.terminate(owner(1), 1), None);
+        assert!(!attachments.trans_id_in_use(owner(1), 1));
+        attachments.end(1, None);
+        assert!(attachments.is_attached(FRED));
+        assert_eq!(attachments.terminate(owner(2), 3).as_deref(), Some(FRED));
+        assert!(!attachments.is_attached(FRED));
+        assert!(matches!(attachments.lookup(FRED), Lookup::Detached));
+    }
+
+    #[test]
+    fn an_override_within_the_session_does_not_count_twice() {
+        let attachments = Attachments::default();
+        attachments
+            .attach(FRED, owner(1), 1, None, 1, false)
+            .unwrap();
+        assert!(matches!(
+            attachments.attach("wilma@example.com", owner(1), 2, None, 1, false),
+            Err(AttachRefused::SessionFull)
+        ));
+        // The same session takes its own endpoint over: still one.
+        assert!(
+            attachments
+                .attach(FRED, owner(1), 3, None, 1, true)
+                .unwrap()
+                .is_some()
+        );
     }
 }

@@ -38,6 +38,11 @@
 //! [queue]
 //! max_lifetime = "1d"
 //!
+//! [hold]                     # hold4Endpoint (RFC 3342 §3)
+//! max_per_endpoint = 1000    # datagrams held for one endpoint
+//! max_bytes_per_endpoint = 67108864
+//! default_ttl = "1d"         # when no dataTiming deadline bounds it
+//!
 //! [limits]                   # every key optional; defaults shown
 //! max_message_size = 16777216          # octets per BEEP message (MSG over it: 554)
 //! window = 262144                      # receive window per channel = largest frame accepted
@@ -75,6 +80,14 @@
 //! everyone may write to everyone unless the owner blocks them. With
 //! `default_data = []` the RFC's own defaults apply, under which no
 //! ordinary endpoint may send data to another until the owner allows it.
+//!
+//! `[hold]`: a datagram with `hold4Endpoint` whose local recipient is not
+//! attached waits in the spool for that exact endpoint (subaddress
+//! included). A hold that would take the endpoint past `max_per_endpoint`
+//! datagrams or `max_bytes_per_endpoint` content bytes fails that
+//! recipient instead (a report if the originator asked for one); a held
+//! recipient without a `dataTiming` deadline fails after `default_ttl`
+//! (never later than `queue.max_lifetime`).
 //!
 //! # Security settings
 //!
@@ -186,9 +199,19 @@ struct File {
     #[serde(default)]
     access: AccessSection,
     #[serde(default)]
+    hold: HoldSection,
+    #[serde(default)]
     options: OptionsSection,
     #[serde(default)]
     reports: ReportsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldSection {
+    max_per_endpoint: Option<u64>,
+    max_bytes_per_endpoint: Option<u64>,
+    default_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -354,6 +377,18 @@ pub struct QueueSettings {
     pub connect_timeout: Duration,
 }
 
+/// Limits of `hold4Endpoint` (RFC 3342 §3, §7: a denial-of-service vector).
+#[derive(Debug, Clone)]
+pub struct HoldSettings {
+    /// Datagrams held for one endpoint at most.
+    pub max_per_endpoint: u64,
+    /// Content bytes held for one endpoint at most.
+    pub max_bytes_per_endpoint: u64,
+    /// How long a recipient stays held when no `dataTiming` deadline bounds
+    /// the datagram.
+    pub default_ttl: Duration,
+}
+
 /// Per-session and per-peer limits (`[limits]`, besides
 /// `max_message_size` and `max_sessions`).
 #[derive(Debug, Clone)]
@@ -466,6 +501,8 @@ pub struct Config {
     pub max_message_size: usize,
     /// Concurrent sessions, all listeners together.
     pub max_sessions: usize,
+    /// `hold4Endpoint` limits.
+    pub hold: HoldSettings,
     /// The other limits.
     pub limits: LimitSettings,
     /// Options added at ingress.
@@ -648,6 +685,24 @@ impl Config {
         if max_message_size < 4096 {
             return Err(invalid("limits.max_message_size", "must be at least 4096"));
         }
+        let hold = HoldSettings {
+            max_per_endpoint: file.hold.max_per_endpoint.unwrap_or(1000),
+            max_bytes_per_endpoint: file.hold.max_bytes_per_endpoint.unwrap_or(64 * 1024 * 1024),
+            default_ttl: duration(
+                file.hold.default_ttl,
+                "hold.default_ttl",
+                Duration::from_secs(24 * 3600),
+            )?,
+        };
+        if hold.max_per_endpoint == 0 {
+            return Err(invalid("hold.max_per_endpoint", "must be at least 1"));
+        }
+        if hold.max_bytes_per_endpoint == 0 {
+            return Err(invalid("hold.max_bytes_per_endpoint", "must be at least 1"));
+        }
+        if hold.default_ttl.is_zero() {
+            return Err(invalid("hold.default_ttl", "must be longer than 0"));
+        }
         let max_sessions = file.limits.max_sessions.unwrap_or(10_000);
         if max_sessions == 0 {
             return Err(invalid("limits.max_sessions", "must be at least 1"));
@@ -668,6 +723,7 @@ impl Config {
         let access = access_settings(file.access)?;
         Ok(Self {
             access,
+            hold,
             options: OptionSettings {
                 default_hops,
                 ingress,
@@ -927,6 +983,8 @@ mod tests {
         assert_eq!(config.users, PathBuf::from("/var/lib/imxp/users.toml"));
         assert_eq!(config.spool_engine, SpoolEngine::Redb);
         assert_eq!(config.queue.max_lifetime, Duration::from_secs(86_400));
+        assert_eq!(config.hold.max_per_endpoint, 1000);
+        assert_eq!(config.hold.default_ttl, Duration::from_secs(86_400));
         assert!(config.serves("EXAMPLE.com"));
         assert_eq!(config.options.default_hops, 0);
         assert!(config.options.ingress.is_empty());
@@ -968,6 +1026,10 @@ mod tests {
             max_lifetime = "2h"
             min_backoff = "1s"
             max_backoff = "10m"
+            [hold]
+            max_per_endpoint = 5
+            max_bytes_per_endpoint = 4096
+            default_ttl = "10m"
         "#,
         )
         .unwrap();
@@ -979,6 +1041,9 @@ mod tests {
         assert_eq!(config.spool_engine, SpoolEngine::Sled);
         assert_eq!(config.queue.max_backoff, Duration::from_secs(600));
         assert!(!config.implicit_fallback);
+        assert_eq!(config.hold.max_per_endpoint, 5);
+        assert_eq!(config.hold.max_bytes_per_endpoint, 4096);
+        assert_eq!(config.hold.default_ttl, Duration::from_secs(600));
     }
 
     fn error_key(text: &str) -> String {
@@ -1027,6 +1092,14 @@ mod tests {
         assert_eq!(
             error_key(&format!("{base}[dns]\nnameservers = [\"dns.google\"]")),
             "dns.nameservers[0]"
+        );
+        assert_eq!(
+            error_key(&format!("{base}[hold]\nmax_per_endpoint = 0")),
+            "hold.max_per_endpoint"
+        );
+        assert_eq!(
+            error_key(&format!("{base}[hold]\ndefault_ttl = \"soon\"")),
+            "hold.default_ttl"
         );
         assert_eq!(
             error_key(&format!("{base}[options]\ndefault_hops = 256")),

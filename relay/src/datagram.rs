@@ -44,9 +44,19 @@ pub(crate) struct Incoming {
 /// What a MSG on an APEX channel asks for.
 #[derive(Debug)]
 pub(crate) enum Request {
-    Attach { endpoint: Endpoint, trans_id: u32 },
-    Bind { domain: Domain, trans_id: u32 },
-    Terminate { trans_id: u32 },
+    Attach {
+        endpoint: Endpoint,
+        trans_id: u32,
+        /// The attach carries `attachOverride` (RFC 3342 §1).
+        take_over: bool,
+    },
+    Bind {
+        domain: Domain,
+        trans_id: u32,
+    },
+    Terminate {
+        trans_id: u32,
+    },
     Data(Incoming),
 }
 
@@ -75,10 +85,7 @@ pub(crate) fn parse_request(payload: &Bytes, max_message_size: usize) -> Result<
     let parsed =
         Operation::parse_bytes(payload, &limits(max_message_size)).map_err(|e| refusal(&e))?;
     Ok(match parsed.operation {
-        Operation::Attach(attach) => Request::Attach {
-            endpoint: attach.endpoint,
-            trans_id: attach.trans_id,
-        },
+        Operation::Attach(attach) => attach_request(attach),
         Operation::Bind(bind) => Request::Bind {
             domain: bind.relay,
             trans_id: bind.trans_id,
@@ -105,13 +112,23 @@ pub(crate) fn parse_request(payload: &Bytes, max_message_size: usize) -> Result<
     })
 }
 
+/// An attach request; of its options only `attachOverride` matters here
+/// (§4.4.1 step 4: `targetHop` and `transID` are ignored in attach).
+fn attach_request(attach: imxp_apex::Attach) -> Request {
+    Request::Attach {
+        take_over: attach
+            .options
+            .iter()
+            .any(|o| o.is_internal(imxp_apex::party::ATTACH_OVERRIDE)),
+        endpoint: attach.endpoint,
+        trans_id: attach.trans_id,
+    }
+}
+
 /// Parses the init content of an APEX `<start>` (an attach or a bind).
 pub(crate) fn parse_init(init: &[u8]) -> Result<Request, Refusal> {
     match Operation::parse_init(init).map_err(|e| refusal(&e))? {
-        Operation::Attach(attach) => Ok(Request::Attach {
-            endpoint: attach.endpoint,
-            trans_id: attach.trans_id,
-        }),
+        Operation::Attach(attach) => Ok(attach_request(attach)),
         Operation::Bind(bind) => Ok(Request::Bind {
             domain: bind.relay,
             trans_id: bind.trans_id,

@@ -4,8 +4,13 @@
 //!
 //! * Local domain: a new `data` carrying only that recipient on the channel
 //!   of its attachment; success is the endpoint's `ok` (RFC 3340 §4.4.4.1
-//!   step 5.3). Not attached: dropped, as RFC 3340 says for the core
-//!   service (hold4Endpoint comes with the options work).
+//!   step 5.3). Not attached: dropped (failed), as RFC 3340 says for the
+//!   core service, unless the data asked `hold4Endpoint` (RFC 3342 §3):
+//!   then it is held for that exact endpoint ([`crate::hold`] delivers it
+//!   when the endpoint attaches; newer datagrams wait for that release).
+//!   If the attachment ends before the endpoint answers — another
+//!   application attached with `attachOverride` (RFC 3342 §1) — the data
+//!   goes to the new attachment.
 //! * Foreign domain: a new `data` with those recipients on the pooled
 //!   mesh session; success is the next relay's `ok` (step 5.2).
 //!
@@ -15,6 +20,7 @@
 //! time spent here (queueing, routing and binding included: RFC 3342 §2),
 //! and `dataHopping` decremented on the way to a next relay (§4).
 
+use crate::attachments::Lookup;
 use crate::datagram::{self, Prepared};
 use crate::outbound::Outbound;
 use crate::report::Reporter;
@@ -29,6 +35,14 @@ use std::time::Duration;
 
 /// Time an endpoint or a next relay has to answer a `data`.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a delivery waits for an attachment whose channel is still
+/// being created.
+const PENDING_ATTACH_WAIT: Duration = Duration::from_secs(5);
+
+/// How many times one delivery follows an endpoint from an ended
+/// attachment to the next before it is deferred.
+const MAX_HANDOVERS: u32 = 8;
 
 pub(crate) struct Deliverer {
     relay: Arc<Relay>,
@@ -92,7 +106,17 @@ impl Deliverer {
                             .await
                     }
                     Some(AccessHook::Blocked(outcome)) => outcome,
-                    None => self.deliver_local(envelope, content, recipient).await,
+                    None => {
+                        // Held datagrams for the endpoint go first.
+                        self.relay.release.idle(recipient).await;
+                        self.deliver_local(
+                            envelope,
+                            content,
+                            recipient,
+                            envelope.options.hold_for_endpoint,
+                        )
+                        .await
+                    }
                 };
                 outcomes.push((index, outcome));
             }
@@ -124,30 +148,155 @@ impl Deliverer {
         ))))
     }
 
+    /// Delivers a datagram held for `endpoint` (it attached): like any
+    /// local delivery of a `hold4Endpoint` datagram. The access check
+    /// applies as at any delivery (entries may have changed while it was
+    /// held).
+    pub(crate) async fn deliver_held(
+        &self,
+        envelope: &Envelope,
+        content: &Bytes,
+        endpoint: &str,
+    ) -> Outcome {
+        match self.access_check(&envelope.originator, endpoint) {
+            Some(AccessHook::Blocked(outcome)) => outcome,
+            Some(AccessHook::Service) | None => {
+                self.deliver_local(envelope, content, endpoint, true).await
+            }
+        }
+    }
+
+    /// Sends the datagram for `recipient` to the application attached as
+    /// it; not attached: [`Outcome::Held`] if `hold`, else failed.
     async fn deliver_local(
         &self,
         envelope: &Envelope,
         content: &Bytes,
         recipient: &str,
+        hold: bool,
     ) -> Outcome {
-        let Some(channel) = self.relay.attachments.channel(recipient) else {
-            return Outcome::Failed(Failure::new(
-                FailureKind::Other,
-                format!("{recipient} is not attached"),
-            ));
-        };
-        let prepared = match self
+        let mut handovers = 0;
+        let mut waited = Duration::ZERO;
+        // Prepared once, at the first attachment found; kept across
+        // handovers (an override), with the same deadline.
+        let mut prepared: Option<(Bytes, Duration, bool, Option<Duration>)> = None;
+        let mut transient_sent = false;
+        let mut started = None;
+        loop {
+            let (channel, ended) = match self.relay.attachments.lookup(recipient) {
+                Lookup::Ready { channel, ended } => (channel, ended),
+                Lookup::Pending if waited < PENDING_ATTACH_WAIT => {
+                    let step = Duration::from_millis(20);
+                    tokio::time::sleep(step).await;
+                    waited += step;
+                    continue;
+                }
+                Lookup::Pending | Lookup::Detached if hold => return Outcome::Held,
+                Lookup::Pending | Lookup::Detached if handovers > 0 => {
+                    // It was sent to an attachment that ended before
+                    // answering: it may or may not have been received.
+                    return Outcome::Deferred(Failure::new(
+                        FailureKind::Connect,
+                        format!("{recipient}: the attachment ended before the endpoint answered"),
+                    ));
+                }
+                Lookup::Pending | Lookup::Detached => {
+                    return Outcome::Failed(Failure::new(
+                        FailureKind::Other,
+                        format!("{recipient} is not attached"),
+                    ));
+                }
+            };
+            let (payload, wait, timing, report_after) = match &prepared {
+                Some(ready) => ready.clone(),
+                None => {
+                    let ready = match self.prepare_local(envelope, content, recipient).await {
+                        Ok(ready) => ready,
+                        Err(outcome) => return outcome,
+                    };
+                    prepared = Some(ready.clone());
+                    ready
+                }
+            };
+            let started = *started.get_or_insert_with(tokio::time::Instant::now);
+            let request = channel.request(payload);
+            tokio::pin!(request);
+            let answered = tokio::select! {
+                answered = async {
+                    // RFC 3342 §2.2, step 5.3: no `ok` within what is left
+                    // of reportAfter → the transient report, and keep
+                    // waiting.
+                    if let Some(left) = report_after
+                        && !transient_sent
+                        && left < wait
+                        && tokio::time::timeout_at(started + left, &mut request).await.is_err()
+                    {
+                        transient_sent = true;
+                        self.send_transient(envelope, content, recipient).await;
+                    }
+                    tokio::time::timeout_at(started + wait, &mut request).await
+                } => answered,
+                () = ended.cancelled() => {
+                    if !self.relay.attachments.is_attached(recipient) {
+                        // Detached, not overridden: the request's own
+                        // answer (or the session's end) decides.
+                        tokio::time::timeout_at(started + wait, &mut request).await
+                    } else {
+                        // Overridden while in flight: RFC 3342 §1 lets data
+                        // meant for the old application go to the new.
+                        handovers += 1;
+                    if handovers > MAX_HANDOVERS {
+                        return Outcome::Deferred(Failure::new(
+                            FailureKind::Connect,
+                            format!("{recipient}: attachments keep ending"),
+                        ));
+                    }
+                    continue;
+                    }
+                }
+            };
+            return match answered {
+                Ok(Ok(response)) => outcome_of(&response, Some("local".into())),
+                Ok(Err(_)) if hold && !self.relay.attachments.is_attached(recipient) => {
+                    Outcome::Held
+                }
+                Ok(Err(error)) => Outcome::Deferred(Failure::new(
+                    FailureKind::Connect,
+                    format!("{recipient}: {error}"),
+                )),
+                Err(_) if timing => Outcome::Failed(Failure::new(
+                    FailureKind::Expired,
+                    format!("{recipient}: no answer within dataTiming noLaterThan"),
+                )),
+                Err(_) => Outcome::Deferred(Failure::new(
+                    FailureKind::Connect,
+                    format!("{recipient}: no answer within {REPLY_TIMEOUT:?}"),
+                )),
+            };
+        }
+    }
+
+    /// The `data` for a local recipient, and how long the endpoint has to
+    /// answer: (payload, wait, whether the wait is dataTiming's
+    /// noLaterThan, what is left of reportAfter).
+    async fn prepare_local(
+        &self,
+        envelope: &Envelope,
+        content: &Bytes,
+        recipient: &str,
+    ) -> Result<(Bytes, Duration, bool, Option<Duration>), Outcome> {
+        let prepared: Prepared = self
             .prepare(envelope, content, &[recipient.to_owned()], Hop::Final)
             .await
-        {
-            Ok(prepared) => prepared,
-            Err(failure) => return Outcome::Failed(failure),
-        };
+            .map_err(Outcome::Failed)?;
         if let Some((_, failure)) = prepared.failed.into_iter().next() {
-            return Outcome::Failed(failure);
+            return Err(Outcome::Failed(failure));
         }
         let Some(payload) = prepared.payload else {
-            return Outcome::Failed(Failure::new(FailureKind::Other, "nothing to deliver"));
+            return Err(Outcome::Failed(Failure::new(
+                FailureKind::Other,
+                "nothing to deliver",
+            )));
         };
         // RFC 3342 §2.1, step 5.3: no `ok` within what is left of
         // noLaterThan is a (timing) failure.
@@ -157,33 +306,19 @@ impl Deliverer {
             }
             _ => (REPLY_TIMEOUT, false),
         };
-        let started = tokio::time::Instant::now();
-        let request = channel.request(payload);
-        tokio::pin!(request);
-        // RFC 3342 §2.2, step 5.3: no `ok` within what is left of
-        // reportAfter → the transient report, and keep waiting.
-        if let Some(left) = prepared.report_after_left_ms
-            && Duration::from_millis(left) < wait
-            && let Err(_) = tokio::time::timeout(Duration::from_millis(left), &mut request).await
-        {
-            // Not answered yet: report, then wait for the rest.
-            self.send_transient(envelope, content, recipient).await;
-        }
-        let answered = tokio::time::timeout_at(started + wait, &mut request).await;
-        match answered {
-            Ok(Ok(response)) => outcome_of(&response, Some("local".into())),
-            Ok(Err(error)) => Outcome::Deferred(Failure::new(
-                FailureKind::Connect,
-                format!("{recipient}: {error}"),
-            )),
-            Err(_) if timing => Outcome::Failed(Failure::new(
-                FailureKind::Expired,
-                format!("{recipient}: no answer within dataTiming noLaterThan"),
-            )),
-            Err(_) => Outcome::Deferred(Failure::new(
-                FailureKind::Connect,
-                format!("{recipient}: no answer within {REPLY_TIMEOUT:?}"),
-            )),
+        Ok((
+            payload,
+            wait,
+            timing,
+            prepared.report_after_left_ms.map(Duration::from_millis),
+        ))
+    }
+
+    /// After the spool recorded [`Outcome::Held`] for `endpoint`: if it
+    /// attached meanwhile (before the hold was durable), release it now.
+    pub(crate) fn held_recorded(&self, endpoint: &str) {
+        if self.relay.attachments.is_attached(endpoint) {
+            self.relay.release.request(endpoint);
         }
     }
 

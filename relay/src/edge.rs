@@ -1,7 +1,7 @@
 //! Edge sessions (endpoint → relay, RFC 3340 §2.1): TLS tuning, SASL,
 //! then APEX channels carrying `attach`, `terminate` and `data`.
 
-use crate::attachments::{AttachRefused, Owner};
+use crate::attachments::{AttachRefused, Displaced, Owner};
 use crate::datagram::{self, Request};
 use crate::intake;
 use crate::server::Relay;
@@ -86,12 +86,14 @@ async fn open(
     };
     let init = start.request.profiles[0].init.clone();
     let reply = init.map(|init| match datagram::parse_init(&init) {
-        Ok(Request::Attach { endpoint, trans_id }) => {
-            match attach(relay, &user, owner, &endpoint, trans_id) {
-                Ok(()) => datagram::ok_init(),
-                Err((code, text)) => datagram::error_init(code, &text),
-            }
-        }
+        Ok(Request::Attach {
+            endpoint,
+            trans_id,
+            take_over,
+        }) => match attach(relay, &user, owner, &endpoint, trans_id, take_over) {
+            Ok(()) => datagram::ok_init(),
+            Err((code, text)) => datagram::error_init(code, &text),
+        },
         Ok(_) => datagram::error_init(504, "only attach may be piggybacked on an edge channel"),
         Err((code, text)) => datagram::error_init(code, &text),
     });
@@ -102,6 +104,9 @@ async fn open(
     match start.accept(profile).await {
         Ok(channel) => {
             relay.attachments.activate(owner, &channel.handle());
+            for endpoint in relay.attachments.on_channel(owner) {
+                relay.release.request(&endpoint);
+            }
             Some(channel)
         }
         Err(_) => {
@@ -111,14 +116,17 @@ async fn open(
     }
 }
 
-/// The attach steps of RFC 3340 §4.4.1, in order: 555, 553, 537, 554
-/// (already attached, or `limits.max_attachments_per_session` reached).
+/// The attach steps of RFC 3340 §4.4.1, in order: 555, 553, 537, then the
+/// options (`attachOverride`, RFC 3342 §1), then 554 (already attached —
+/// unless the attach overrides: the application attached before gets a
+/// 556 `terminate` — or `limits.max_attachments_per_session` reached).
 fn attach(
     relay: &Relay,
     user: &str,
     owner: Owner,
     endpoint: &imxp_apex::Endpoint,
     trans_id: u32,
+    take_over: bool,
 ) -> Result<(), (u16, String)> {
     if relay.attachments.trans_id_in_use(owner, trans_id) {
         return Err((555, format!("transaction-identifier {trans_id} is in use")));
@@ -138,8 +146,15 @@ fn attach(
     }
     let key = datagram::key(endpoint);
     let limit = relay.config.limits.max_attachments_per_session;
-    match relay.attachments.attach(&key, owner, trans_id, None, limit) {
-        Ok(()) => Ok(()),
+    match relay
+        .attachments
+        .attach(&key, owner, trans_id, None, limit, take_over)
+    {
+        Ok(None) => Ok(()),
+        Ok(Some(displaced)) => {
+            tokio::spawn(terminate_displaced(key, displaced));
+            Ok(())
+        }
         Err(AttachRefused::Taken) => Err((554, format!("{key} is already attached"))),
         // A site policy, like the RFC's own 554 for "already attached":
         // 554 "transaction failed (e.g. policy violation)", RFC 3340 §10.
@@ -147,6 +162,30 @@ fn attach(
             554,
             format!("this session has {limit} attachments, the most allowed"),
         )),
+    }
+}
+
+/// Tells the application whose attachment an `attachOverride` took that
+/// it is over: `<terminate transID='…' code='556'>overriden</terminate>`
+/// (the RFC 3342 §1 example, text included). Its answer changes nothing.
+async fn terminate_displaced(endpoint: String, displaced: Displaced) {
+    let Some(channel) = displaced.channel else {
+        return;
+    };
+    let terminate = imxp_apex::Terminate::with_reason(
+        displaced.trans_id,
+        imxp_apex::ReplyCode::ATTACHMENT_OVERRIDDEN,
+        "overriden",
+    );
+    let sent = tokio::time::timeout(
+        Duration::from_secs(30),
+        channel.request(bytes::Bytes::from(terminate.to_payload())),
+    )
+    .await;
+    match sent {
+        Ok(Ok(_)) => tracing::debug!(%endpoint, "556 terminate answered"),
+        Ok(Err(error)) => tracing::debug!(%endpoint, %error, "556 terminate not delivered"),
+        Err(_) => tracing::debug!(%endpoint, "556 terminate not answered"),
     }
 }
 
@@ -168,11 +207,14 @@ async fn run_channel(
         let msgno = message.msgno;
         let reply = match datagram::parse_request(&message.payload, relay.config.max_message_size) {
             Err((code, text)) => Err((code, text)),
-            Ok(Request::Attach { endpoint, trans_id }) => {
-                attach(&relay, &user, owner, &endpoint, trans_id).map(|()| {
-                    relay.attachments.activate(owner, &handle);
-                })
-            }
+            Ok(Request::Attach {
+                endpoint,
+                trans_id,
+                take_over,
+            }) => attach(&relay, &user, owner, &endpoint, trans_id, take_over).map(|()| {
+                relay.attachments.activate(owner, &handle);
+                relay.release.request(&datagram::key(&endpoint));
+            }),
             Ok(Request::Bind { .. }) => Err((537, "bind is for relays (apex-mesh)".into())),
             Ok(Request::Terminate { trans_id: 0 }) => {
                 // RFC 3340 §4.4.3: transID 0 ends everything on the session.

@@ -13,7 +13,9 @@
 //! * `intake` — the one path into the spool (durable before `ok`).
 //! * `qmgr` — the scheduler; `deliver` — local and remote delivery;
 //!   `outbound` — pooled mesh sessions to other relays.
-//! * `attachments` — which endpoints are attached where.
+//! * `attachments` — which endpoints are attached where (`attachOverride`).
+//! * `hold` — held datagrams (`hold4Endpoint`) released when their endpoint
+//!   attaches.
 //! * `limits` — admission of sessions (total and per peer address, 421
 //!   beyond them).
 //! * `access` — the access service `apex=access@<domain>` (RFC 3341) and
@@ -32,6 +34,7 @@ pub mod config;
 mod datagram;
 mod deliver;
 mod edge;
+mod hold;
 mod intake;
 mod limits;
 mod mesh;

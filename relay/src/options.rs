@@ -100,6 +100,12 @@ pub(crate) fn at_intake(
             options.report_errors |= hopping.report_errors && option.trans_id.is_some();
         }
     }
+    // RFC 3342 §3: hold for a local recipient that is not attached
+    // (targetHop 'final' by default: it applies where data is delivered).
+    options.hold_for_endpoint = any_local
+        && data
+            .option(imxp_apex::party::HOLD_FOR_ENDPOINT)
+            .is_some_and(|o| processing::applies(o, Hop::Final));
     if !is_report && data.has_status_request() {
         let request = data.option(imxp_apex::option::STATUS_REQUEST);
         if let Some(request) = request

@@ -179,6 +179,11 @@ impl Scheduler {
                 Outcome::NotAttempted => {}
             }
         }
+        let held: Vec<String> = outcomes
+            .iter()
+            .filter(|(_, outcome)| *outcome == Outcome::Held)
+            .map(|(index, _)| claim.envelope.recipients[*index].endpoint.clone())
+            .collect();
         match self.spool.record(id, outcomes).await {
             Ok(Some(recorded)) => {
                 if recorded.removed {
@@ -191,6 +196,9 @@ impl Scheduler {
             }
             Ok(None) => {}
             Err(error) => tracing::error!(%id, %error, "recording the outcome failed"),
+        }
+        for endpoint in held {
+            self.deliverer.held_recorded(&endpoint);
         }
     }
 

@@ -483,6 +483,7 @@ mod tests {
             expires_ms: 1,
             size: 0,
             admin_hold: false,
+            arrival: 0,
         }
     }
 

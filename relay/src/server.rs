@@ -9,13 +9,14 @@ use crate::attachments::Attachments;
 use crate::auth::{EdgeSasl, FailurePolicy, Penalties};
 use crate::config::{Config, SpoolEngine};
 use crate::deliver::Deliverer;
+use crate::hold::{self, Release};
 use crate::limits::SessionLimits;
 use crate::outbound::Outbound;
 use crate::qmgr::Scheduler;
 use crate::report::Reporter;
 use crate::route::{DnsSettings, Router};
 use crate::{edge, mesh, tls};
-use imxp_spool::{EngineKind, RetryPolicy, Spool, SpoolConfig};
+use imxp_spool::{EngineKind, HoldPolicy, RetryPolicy, Spool, SpoolConfig};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -204,6 +205,8 @@ pub(crate) struct Relay {
     pub(crate) config: Config,
     pub(crate) spool: Spool,
     pub(crate) attachments: Attachments,
+    /// Releases held datagrams when their endpoint attaches.
+    pub(crate) release: Release,
     pub(crate) tls: Arc<TlsStore>,
     pub(crate) sasl: EdgeSasl,
     /// Failed-authentication scores per peer address.
@@ -318,6 +321,11 @@ pub async fn run_with_reload(
             jitter: 0.2,
             max_lifetime_ms: config.queue.max_lifetime.as_millis() as u64,
         },
+        hold: HoldPolicy {
+            max_per_endpoint: Some(config.hold.max_per_endpoint),
+            max_bytes_per_endpoint: Some(config.hold.max_bytes_per_endpoint),
+            default_ttl_ms: Some(config.hold.default_ttl.as_millis() as u64),
+        },
         ..SpoolConfig::default()
     };
     let spool = tokio::task::spawn_blocking(move || Spool::open(spool_dir, spool_config))
@@ -359,6 +367,7 @@ pub async fn run_with_reload(
     let relay = Arc::new(Relay {
         spool: spool.clone(),
         attachments: Attachments::default(),
+        release: Release::default(),
         tls,
         sasl,
         penalties: Arc::new(Penalties::new(FailurePolicy::default())),
@@ -375,7 +384,7 @@ pub async fn run_with_reload(
     ));
     let scheduler = Scheduler::new(
         spool.clone(),
-        deliverer,
+        deliverer.clone(),
         reporter,
         relay.config.queue.max_in_flight,
         relay.config.queue.max_per_destination,
@@ -385,6 +394,7 @@ pub async fn run_with_reload(
     let tasks = TaskTracker::new();
     let sessions = Arc::new(SessionLimits::new(&relay.config));
     tasks.spawn(scheduler.run(stop.clone()));
+    tasks.spawn(hold::run(relay.clone(), deliverer, stop.clone()));
     tasks.spawn(prune_dedup(spool.clone(), stop.clone()));
     let admin_path = relay.config.state_dir.join(imxp_spool::admin::SOCKET_NAME);
     let admin = imxp_spool::admin::bind(&admin_path).map_err(|source| RelayError::Io {

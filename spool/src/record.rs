@@ -202,10 +202,14 @@ pub enum RecipientState {
         last_error: Failure,
     },
     /// Waiting for the endpoint to attach (`hold4Endpoint`), until the
-    /// datagram expires.
+    /// datagram expires or `until_ms`, whichever comes first.
     Held {
         /// When it started waiting.
         since_ms: u64,
+        /// The hold's own time limit (the site's default hold TTL, set when
+        /// no `dataTiming` deadline bounds the datagram), if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until_ms: Option<u64>,
     },
     /// Delivered (to the next hop or the attached endpoint). Final.
     Delivered {
@@ -438,6 +442,13 @@ pub struct Envelope {
     /// released.
     #[serde(default)]
     pub admin_hold: bool,
+    /// The spool's arrival sequence: strictly increasing in the order the
+    /// spool accepted datagrams (microseconds since the epoch, bumped past
+    /// the previous one). Orders the held-by-endpoint index. `0` in
+    /// records written before it existed ([`Envelope::arrival_order`]
+    /// falls back to `queued_ms`).
+    #[serde(default)]
+    pub arrival: u64,
 }
 
 impl Envelope {
@@ -456,7 +467,7 @@ impl Envelope {
             .filter_map(|r| match (&r.state, &r.report) {
                 (RecipientState::Queued { due_ms }, _) => Some(*due_ms),
                 (RecipientState::Deferred { next_due_ms, .. }, _) => Some(*next_due_ms),
-                (RecipientState::Held { .. }, _) => Some(self.expires_ms),
+                (RecipientState::Held { until_ms, .. }, _) => Some(self.held_deadline(*until_ms)),
                 (
                     RecipientState::Failed { at_ms, .. } | RecipientState::Delivered { at_ms, .. },
                     ReportState::Owed,
@@ -465,6 +476,22 @@ impl Envelope {
             })
             .chain(transient)
             .min()
+    }
+
+    /// When a recipient held with this `until_ms` stops waiting: the
+    /// datagram's expiry or the hold's own limit, whichever comes first.
+    pub fn held_deadline(&self, until_ms: Option<u64>) -> u64 {
+        until_ms.map_or(self.expires_ms, |u| u.min(self.expires_ms))
+    }
+
+    /// The position of this datagram in arrival order ([`Envelope::arrival`],
+    /// or `queued_ms` in microseconds for records without it).
+    pub fn arrival_order(&self) -> u64 {
+        if self.arrival != 0 {
+            self.arrival
+        } else {
+            self.queued_ms.saturating_mul(1000)
+        }
     }
 
     /// Whether a recipient is still waiting here (queued, deferred or
@@ -623,7 +650,10 @@ mod tests {
                 },
                 Recipient {
                     endpoint: "carol/phone@c.example".into(),
-                    state: RecipientState::Held { since_ms: 10 },
+                    state: RecipientState::Held {
+                        since_ms: 10,
+                        until_ms: Some(70),
+                    },
                     attempts: 0,
                     last_error: None,
                     report: ReportState::None,
@@ -648,6 +678,7 @@ mod tests {
             expires_ms: 99,
             size: 512,
             admin_hold: false,
+            arrival: 1_000,
         }
     }
 

@@ -110,6 +110,31 @@ pub struct SpoolConfig {
     pub max_batch: usize,
     /// Wall-clock source.
     pub clock: Clock,
+    /// Limits of datagrams held for endpoints (`hold4Endpoint`).
+    pub hold: HoldPolicy,
+}
+
+/// Limits of the held-by-endpoint queue (RFC 3342 §3 and §7: holding is a
+/// denial-of-service vector, so a site bounds it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HoldPolicy {
+    /// The most datagrams held for one endpoint; `None`: unlimited.
+    pub max_per_endpoint: Option<u64>,
+    /// The most content bytes held for one endpoint; `None`: unlimited.
+    pub max_bytes_per_endpoint: Option<u64>,
+    /// How long a recipient may wait held when the datagram has no
+    /// `dataTiming` deadline (`QueueOptions::deadline_ms`); `None`: until
+    /// the maximum lifetime.
+    pub default_ttl_ms: Option<u64>,
+}
+
+/// What is held for one endpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldUsage {
+    /// Datagrams held.
+    pub count: u64,
+    /// Their content bytes.
+    pub bytes: u64,
 }
 
 impl Default for SpoolConfig {
@@ -121,6 +146,7 @@ impl Default for SpoolConfig {
             dedup_window_ms: 24 * 60 * 60 * 1000,
             max_batch: 4096,
             clock: Clock::system(),
+            hold: HoldPolicy::default(),
         }
     }
 }
@@ -331,10 +357,30 @@ fn count(o: Output) -> u64 {
 
 // ===== Operations =====
 
+#[derive(Clone)]
 struct Ctx<'a> {
     now_ms: u64,
     retry: &'a RetryPolicy,
     dedup_window_ms: u64,
+    hold: &'a HoldPolicy,
+    /// The last arrival sequence handed out (see [`Envelope::arrival`]).
+    arrival: &'a std::cell::Cell<u64>,
+    /// Held usage of the endpoints of the envelope being changed, before
+    /// the change (filled for mutations that may hold a recipient).
+    usage: HashMap<String, HeldUsage>,
+}
+
+impl Ctx<'_> {
+    /// The next arrival sequence: now in microseconds, or just past the
+    /// last one handed out.
+    fn next_arrival(&self) -> u64 {
+        let next = self
+            .now_ms
+            .saturating_mul(1000)
+            .max(self.arrival.get().saturating_add(1));
+        self.arrival.set(next);
+        next
+    }
 }
 
 type MutateFn = Box<dyn FnOnce(&mut Envelope, &Ctx<'_>) -> Output + Send>;
@@ -346,6 +392,8 @@ enum Op {
         id: DatagramId,
         f: MutateFn,
         missing: fn() -> Output,
+        /// Whether `f` needs the held usage of the envelope's endpoints.
+        usage: bool,
     },
     Delete(DatagramId),
     Quarantine {
@@ -410,6 +458,35 @@ struct View<'e> {
 }
 
 impl<'e> View<'e> {
+    /// What the held index (with this batch's changes) holds for `endpoint`.
+    fn held_usage(&self, endpoint: &str) -> Result<HeldUsage, SpoolError> {
+        let prefix = keys::held_prefix(endpoint);
+        let mut present = std::collections::BTreeSet::new();
+        self.engine.scan_prefix(Tree::Held, &prefix, &mut |k, _| {
+            present.insert(k.to_vec());
+            ControlFlow::Continue(())
+        })?;
+        for layer in [&self.batch, &self.op] {
+            for ((tree, key), value) in layer {
+                if *tree == Tree::Held && key.starts_with(&prefix) {
+                    if value.is_some() {
+                        present.insert(key.clone());
+                    } else {
+                        present.remove(key);
+                    }
+                }
+            }
+        }
+        let mut usage = HeldUsage::default();
+        for key in &present {
+            if let Some(held) = keys::parse_held_key(key) {
+                usage.count += 1;
+                usage.bytes = usage.bytes.saturating_add(held.size);
+            }
+        }
+        Ok(usage)
+    }
+
     fn new(engine: &'e dyn Engine) -> Self {
         Self {
             engine,
@@ -474,7 +551,7 @@ pub(crate) fn index_keys(env: &Envelope) -> IndexKeys {
         held: env
             .held_endpoints()
             .into_iter()
-            .map(|e| keys::held(e, &env.id))
+            .map(|e| keys::held(e, env.arrival_order(), env.size, &env.id))
             .collect(),
         inflight: env.has_claim(),
     }
@@ -551,6 +628,36 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// Why holding one more datagram of `size` bytes for `endpoint` (which has
+/// `usage` held) would break the hold limits, if it would.
+fn hold_refusal(
+    policy: &HoldPolicy,
+    endpoint: &str,
+    usage: HeldUsage,
+    size: u64,
+) -> Option<Failure> {
+    if let Some(max) = policy.max_per_endpoint
+        && usage.count >= max
+    {
+        return Some(Failure::new(
+            FailureKind::Policy,
+            format!("hold limit reached: {max} datagram(s) already held for {endpoint}"),
+        ));
+    }
+    if let Some(max) = policy.max_bytes_per_endpoint
+        && usage.bytes.saturating_add(size) > max
+    {
+        return Some(Failure::new(
+            FailureKind::Policy,
+            format!(
+                "hold limit reached: {} byte(s) held for {endpoint}, {size} more would pass the limit of {max}",
+                usage.bytes
+            ),
+        ));
+    }
+    None
+}
+
 /// Marks a recipient failed, with a report owed if the originator wants one.
 fn fail(r: &mut Recipient, options: &QueueOptions, now: u64, error: Failure) {
     r.last_error = Some(error.clone());
@@ -577,12 +684,28 @@ fn claim_reports(env: &mut Envelope, now: u64) -> Vec<usize> {
 fn apply(view: &mut View<'_>, op: Op, ctx: &Ctx<'_>) -> Result<Output, SpoolError> {
     match op {
         Op::Enqueue(d) => enqueue_op(view, d, ctx),
-        Op::Mutate { id, f, missing } => {
+        Op::Mutate {
+            id,
+            f,
+            missing,
+            usage,
+        } => {
             let Some(old) = load(view, &id)? else {
                 return Ok(missing());
             };
             let mut new = old.clone();
-            let out = f(&mut new, ctx);
+            let out = if usage {
+                let mut ctx = ctx.clone();
+                for r in &old.recipients {
+                    if !ctx.usage.contains_key(&r.endpoint) {
+                        let held = view.held_usage(&r.endpoint)?;
+                        ctx.usage.insert(r.endpoint.clone(), held);
+                    }
+                }
+                f(&mut new, &ctx)
+            } else {
+                f(&mut new, ctx)
+            };
             if new != old {
                 write_envelope(view, &id, Some(&old), Some(&new))?;
             }
@@ -720,6 +843,7 @@ fn enqueue_op(view: &mut View<'_>, d: NewDatagram, ctx: &Ctx<'_>) -> Result<Outp
         queued_ms: now,
         size: d.content.len() as u64,
         admin_hold: false,
+        arrival: ctx.next_arrival(),
     };
     view.put(Tree::Content, d.id.as_bytes().to_vec(), d.content);
     write_envelope(view, &d.id, None, Some(&env))?;
@@ -1217,6 +1341,7 @@ impl Spool {
                 id,
                 f: Box::new(f),
                 missing,
+                usage: false,
             },
             map,
         )
@@ -1244,7 +1369,9 @@ impl Spool {
     }
 
     /// Claims the recipients of a datagram held for `endpoint` (it just
-    /// attached): they go in flight whatever their due time.
+    /// attached): they go in flight whatever their due time. Recipients
+    /// whose hold has run out are left for [`Spool::claim`], which fails
+    /// them as expired and hands out their reports.
     pub fn claim_held(&self, id: DatagramId, endpoint: &str) -> Pending<Option<Claim>> {
         let endpoint = endpoint.to_owned();
         self.mutate(
@@ -1258,14 +1385,24 @@ impl Spool {
     /// Records the outcomes of attempts (recipient index → outcome). A
     /// datagram whose recipients are all final with no report owed is
     /// removed. `None` if the datagram does not exist.
+    ///
+    /// [`Outcome::Held`] holds the recipient for its endpoint (in arrival
+    /// order) until [`Spool::claim_held`], the expiry, or the
+    /// [`HoldPolicy::default_ttl_ms`] when the datagram has no deadline. A
+    /// hold that would take the endpoint past
+    /// [`HoldPolicy::max_per_endpoint`] or
+    /// [`HoldPolicy::max_bytes_per_endpoint`] fails the recipient instead
+    /// ([`FailureKind::Policy`], report owed if asked).
     pub fn record(
         &self,
         id: DatagramId,
         outcomes: Vec<(usize, Outcome)>,
     ) -> Pending<Option<Recorded>> {
-        self.mutate(id, recorded, || Output::Recorded(None), move |env, ctx| {
+        let usage = outcomes.iter().any(|(_, o)| *o == Outcome::Held);
+        let f = move |env: &mut Envelope, ctx: &Ctx<'_>| {
             let sample: f64 = rand::random();
             let mut failed = Vec::new();
+            let mut held: HashMap<String, HeldUsage> = HashMap::new();
             for (i, outcome) in outcomes {
                 let Some(r) = env.recipients.get_mut(i) else {
                     continue;
@@ -1286,7 +1423,10 @@ impl Spool {
                     }
                     Outcome::Deferred(error) => {
                         let attempt = r.attempts.max(1);
-                        match ctx.retry.next_retry(attempt, ctx.now_ms, env.expires_ms, sample) {
+                        match ctx
+                            .retry
+                            .next_retry(attempt, ctx.now_ms, env.expires_ms, sample)
+                        {
                             Retry::At(next_due_ms) => {
                                 r.last_error = Some(error.clone());
                                 r.state = RecipientState::Deferred {
@@ -1299,7 +1439,12 @@ impl Spool {
                                 let text = format!(
                                     "deadline reached after {attempt} attempt(s); last error: {error}"
                                 );
-                                fail(r, &env.options, ctx.now_ms, Failure::new(FailureKind::Expired, text));
+                                fail(
+                                    r,
+                                    &env.options,
+                                    ctx.now_ms,
+                                    Failure::new(FailureKind::Expired, text),
+                                );
                                 failed.push(i);
                             }
                         }
@@ -1309,7 +1454,30 @@ impl Spool {
                         failed.push(i);
                     }
                     Outcome::Held => {
-                        r.state = RecipientState::Held { since_ms: ctx.now_ms };
+                        let usage = held.entry(r.endpoint.clone()).or_insert_with(|| {
+                            ctx.usage.get(&r.endpoint).copied().unwrap_or_default()
+                        });
+                        match hold_refusal(ctx.hold, &r.endpoint, *usage, env.size) {
+                            Some(error) => {
+                                fail(r, &env.options, ctx.now_ms, error);
+                                failed.push(i);
+                            }
+                            None => {
+                                usage.count += 1;
+                                usage.bytes = usage.bytes.saturating_add(env.size);
+                                let until_ms = match env.options.deadline_ms {
+                                    Some(_) => None,
+                                    None => ctx
+                                        .hold
+                                        .default_ttl_ms
+                                        .map(|ttl| ctx.now_ms.saturating_add(ttl)),
+                                };
+                                r.state = RecipientState::Held {
+                                    since_ms: ctx.now_ms,
+                                    until_ms,
+                                };
+                            }
+                        }
                     }
                     Outcome::NotAttempted => {
                         r.attempts = r.attempts.saturating_sub(1);
@@ -1320,7 +1488,9 @@ impl Spool {
             let mut report_due = Vec::new();
             for i in failed {
                 if env.recipients[i].report == ReportState::Owed {
-                    env.recipients[i].report = ReportState::Claimed { since_ms: ctx.now_ms };
+                    env.recipients[i].report = ReportState::Claimed {
+                        since_ms: ctx.now_ms,
+                    };
                     report_due.push(i);
                 }
             }
@@ -1329,7 +1499,32 @@ impl Spool {
                 envelope: env.clone(),
                 report_due,
             }))
-        })
+        };
+        self.submit(
+            Op::Mutate {
+                id,
+                f: Box::new(f),
+                missing: || Output::Recorded(None),
+                usage,
+            },
+            recorded,
+        )
+    }
+
+    /// What is held for `endpoint`: datagrams and content bytes (a prefix
+    /// scan of the held index, which carries each datagram's size).
+    pub fn held_usage(&self, endpoint: &str) -> Result<HeldUsage, SpoolError> {
+        let mut usage = HeldUsage::default();
+        self.inner
+            .engine
+            .scan_prefix(Tree::Held, &keys::held_prefix(endpoint), &mut |k, _| {
+                if let Some(held) = keys::parse_held_key(k) {
+                    usage.count += 1;
+                    usage.bytes = usage.bytes.saturating_add(held.size);
+                }
+                ControlFlow::Continue(())
+            })?;
+        Ok(usage)
     }
 
     /// Confirms that the reports of these recipients are queued; the
@@ -1717,49 +1912,58 @@ fn claim_due(env: &mut Envelope, now: u64, held_for: Option<&str>) -> Option<Cla
     let mut attempt = Vec::new();
     let mut expired = Vec::new();
     let options = env.options.clone();
+    let expires_ms = env.expires_ms;
+    let held_deadline = |until_ms: Option<u64>| until_ms.map_or(expires_ms, |u| u.min(expires_ms));
     for (i, r) in env.recipients.iter_mut().enumerate() {
         if let Some(endpoint) = held_for {
-            if matches!(r.state, RecipientState::Held { .. }) && r.endpoint == endpoint {
-                if now >= env.expires_ms {
-                    fail(
-                        r,
-                        &options,
-                        now,
-                        Failure::new(
-                            FailureKind::Expired,
-                            "deadline reached while held for the endpoint",
-                        ),
-                    );
-                    expired.push(i);
+            // Only the endpoint's held recipients, and only while their hold
+            // lasts: expiry and reports stay with the scheduler's claims.
+            if let RecipientState::Held { until_ms, .. } = r.state
+                && r.endpoint == endpoint
+                && now < held_deadline(until_ms)
+            {
+                r.state = RecipientState::InFlight { since_ms: now };
+                r.attempts += 1;
+                attempt.push(i);
+            }
+            continue;
+        }
+        if let RecipientState::Held { until_ms, .. } = r.state {
+            if now >= held_deadline(until_ms) {
+                let text = if now >= expires_ms {
+                    "deadline reached while held for the endpoint"
                 } else {
-                    r.state = RecipientState::InFlight { since_ms: now };
-                    r.attempts += 1;
-                    attempt.push(i);
-                }
+                    "hold time limit reached while held for the endpoint"
+                };
+                fail(r, &options, now, Failure::new(FailureKind::Expired, text));
+                expired.push(i);
             }
             continue;
         }
         let due = match r.state {
             RecipientState::Queued { due_ms } => Some(due_ms),
             RecipientState::Deferred { next_due_ms, .. } => Some(next_due_ms),
-            RecipientState::Held { .. } => Some(env.expires_ms),
             _ => None,
         };
         let Some(due) = due else { continue };
-        if now >= env.expires_ms {
+        if now >= expires_ms {
             let text = match &r.last_error {
                 Some(e) => format!("deadline reached; last error: {e}"),
                 None => "deadline reached".to_owned(),
             };
             fail(r, &options, now, Failure::new(FailureKind::Expired, text));
             expired.push(i);
-        } else if due <= now && !matches!(r.state, RecipientState::Held { .. }) {
+        } else if due <= now {
             r.state = RecipientState::InFlight { since_ms: now };
             r.attempts += 1;
             attempt.push(i);
         }
     }
-    let report_due = claim_reports(env, now);
+    let report_due = if held_for.is_some() {
+        Vec::new()
+    } else {
+        claim_reports(env, now)
+    };
     let mut transient_due = Vec::new();
     if held_for.is_none()
         && let Some(at) = env.options.report_after_ms
@@ -1806,6 +2010,7 @@ fn committer_loop(
     operations: &AtomicU64,
 ) {
     let mut generation = 0u64;
+    let arrival = std::cell::Cell::new(0u64);
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < config.max_batch.max(1) {
@@ -1826,6 +2031,9 @@ fn committer_loop(
             now_ms: config.clock.now_ms(),
             retry: &config.retry,
             dedup_window_ms: config.dedup_window_ms,
+            hold: &config.hold,
+            arrival: &arrival,
+            usage: HashMap::new(),
         };
         let mut view = View::new(engine);
         let mut results = Vec::with_capacity(jobs.len());

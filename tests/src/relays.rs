@@ -370,3 +370,34 @@ impl TestRelay {
         }
     }
 }
+
+impl TestRelay {
+    /// [`TestRelay::attach`] with attach options (e.g. `attachOverride`).
+    pub async fn attach_with(
+        &self,
+        ca: &TestCa,
+        user: &str,
+        password: &str,
+        endpoint: &str,
+        options: imxp_client::AttachOptions,
+    ) -> Result<Attached, imxp_client::ClientError> {
+        let client = imxp_client::Client::connect(imxp_client::ConnectOptions {
+            relay: self.edge.to_string(),
+            tls: Some((ca.client_config(&self.dir), self.domain.clone())),
+            user: user.to_owned(),
+            password: password.to_owned(),
+            mechanism: imxp_client::Mechanism::ScramSha256,
+        })
+        .await?;
+        let attachment = client
+            .attach_with(
+                imxp_apex::Endpoint::parse(endpoint).expect("endpoint"),
+                options,
+            )
+            .await?;
+        Ok(Attached {
+            attachment,
+            _client: client,
+        })
+    }
+}

@@ -2,7 +2,7 @@
 
 use super::interrupt::Interrupt;
 use super::output::{json_line, text_block};
-use super::{attach_all, within};
+use super::{attach_all_with, within};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use imxp_apex::Endpoint;
@@ -23,6 +23,10 @@ pub(crate) struct ListenArgs {
     /// Exit after N datagrams.
     #[arg(long, value_name = "N")]
     pub(crate) count: Option<u64>,
+    /// Take the endpoints over from applications attached as them
+    /// (attachOverride, RFC 3342 §1); they are ended with code 556.
+    #[arg(long = "override")]
+    pub(crate) take_over: bool,
     #[command(flatten)]
     pub(crate) keyring: super::protect::KeyringArg,
 }
@@ -34,7 +38,8 @@ pub(crate) async fn listen_command(
     timeout: Duration,
 ) -> Result<ExitCode> {
     let opener = super::protect::Opener::new(&listen.keyring)?;
-    let mut attachment = attach_all(client, &listen.endpoints, timeout).await?;
+    let mut attachment =
+        attach_all_with(client, &listen.endpoints, listen.take_over, timeout).await?;
     let mut received = 0u64;
     let mut stdout = std::io::stdout();
     while listen.count.is_none_or(|count| received < count) {

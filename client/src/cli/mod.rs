@@ -13,7 +13,7 @@ pub(crate) mod send;
 
 use anyhow::{Context as _, Result, bail};
 use imxp_apex::Endpoint;
-use imxp_client::{Attachment, Client, ClientError};
+use imxp_client::{AttachOptions, Attachment, Client, ClientError};
 use std::time::Duration;
 
 /// Exit status when the relay refused the attach or the datagram.
@@ -35,16 +35,43 @@ pub(crate) async fn attach_all(
     endpoints: &[Endpoint],
     timeout: Duration,
 ) -> Result<Attachment> {
+    attach_all_with(client, endpoints, false, timeout).await
+}
+
+/// Attaches as `endpoints` on one channel; `take_over`: each attach carries
+/// `attachOverride` (RFC 3342 §1).
+pub(crate) async fn attach_all_with(
+    client: &Client,
+    endpoints: &[Endpoint],
+    take_over: bool,
+    timeout: Duration,
+) -> Result<Attachment> {
     let (first, rest) = endpoints
         .split_first()
         .context("no endpoint to attach as")?;
-    let attachment = within(timeout, "attaching", client.attach(first.clone()))
-        .await
-        .with_context(|| format!("cannot attach as {first}"))?;
+    let options = AttachOptions {
+        take_over,
+        ..AttachOptions::default()
+    };
+    let attachment = within(
+        timeout,
+        "attaching",
+        client.attach_with(first.clone(), options),
+    )
+    .await
+    .with_context(|| format!("cannot attach as {first}"))?;
     for endpoint in rest {
-        within(timeout, "attaching", attachment.attach(endpoint.clone()))
+        let attached = if take_over {
+            within(
+                timeout,
+                "attaching",
+                attachment.attach_override(endpoint.clone()),
+            )
             .await
-            .with_context(|| format!("cannot attach as {endpoint}"))?;
+        } else {
+            within(timeout, "attaching", attachment.attach(endpoint.clone())).await
+        };
+        attached.with_context(|| format!("cannot attach as {endpoint}"))?;
     }
     Ok(attachment)
 }

@@ -36,6 +36,19 @@ pub(crate) struct SendArgs {
     pub(crate) delivery: DeliveryOptions,
     #[command(flatten)]
     pub(crate) protection: Box<super::protect::ProtectArgs>,
+    /// Ask the recipients' relay to hold the datagram until each recipient
+    /// attaches (hold4Endpoint, RFC 3342 §3).
+    #[arg(long)]
+    pub(crate) hold: bool,
+}
+
+/// Adds the per-data options the send flags ask for.
+fn add_hold_option(send: &SendArgs, data: &mut imxp_apex::Data) {
+    if send.hold {
+        data.options.push(imxp_apex::ApexOption::internal(
+            imxp_apex::party::HOLD_FOR_ENDPOINT,
+        ));
+    }
 }
 
 /// The content type and the octets to send.
@@ -76,6 +89,7 @@ pub(crate) async fn send_command(
     let attachment = attach_all(client, std::slice::from_ref(&send.from), timeout).await?;
     let (mut data, content) =
         imxp_client::payload::build_data(&send.from, &send.to, content_type, body)?;
+    add_hold_option(&send, &mut data);
     let asked = send.delivery.apply(&mut data);
     let sent = within(timeout, "sending", attachment.send_data(&data, &content)).await;
     let code = match sent {

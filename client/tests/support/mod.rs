@@ -40,6 +40,8 @@ pub enum Seen {
         endpoint: Endpoint,
         trans_id: u32,
         by_msg: bool,
+        /// The attach carried `attachOverride` (RFC 3342 §1).
+        take_over: bool,
     },
     /// An accepted data.
     Data(Box<Data>, Content),
@@ -354,10 +356,17 @@ async fn open(start: IncomingStart, user: &str, state: &State, session: u64) -> 
             session,
             &attach.endpoint,
             attach.trans_id,
-            false,
+            (false, takes_over(&attach)),
         );
     }
     Some(channel)
+}
+
+fn takes_over(attach: &imxp_apex::Attach) -> bool {
+    attach
+        .options
+        .iter()
+        .any(|o| o.is_internal(imxp_apex::party::ATTACH_OVERRIDE))
 }
 
 fn register(
@@ -366,7 +375,7 @@ fn register(
     session: u64,
     endpoint: &Endpoint,
     trans_id: u32,
-    by_msg: bool,
+    (by_msg, take_over): (bool, bool),
 ) {
     state.attached.send_modify(|map| {
         map.insert(
@@ -383,6 +392,7 @@ fn register(
         endpoint: endpoint.clone(),
         trans_id,
         by_msg,
+        take_over,
     });
 }
 
@@ -408,7 +418,7 @@ async fn run_channel(mut channel: Channel, user: String, state: Arc<State>, sess
                         session,
                         &attach.endpoint,
                         attach.trans_id,
-                        true,
+                        (true, takes_over(&attach)),
                     )
                 }),
                 Operation::Terminate(terminate) => {

@@ -490,9 +490,14 @@ fn print_show(env: &Envelope, now: u64) -> Result<()> {
                 "attempt {attempt}, next {}, last error: {last_error}",
                 fmt_ms(*next_due_ms)
             ),
-            RecipientState::Held { since_ms } => {
-                format!("waiting for the endpoint since {}", fmt_ms(*since_ms))
-            }
+            RecipientState::Held { since_ms, until_ms } => match until_ms {
+                Some(until) => format!(
+                    "waiting for the endpoint since {}, until {}",
+                    fmt_ms(*since_ms),
+                    fmt_ms(*until)
+                ),
+                None => format!("waiting for the endpoint since {}", fmt_ms(*since_ms)),
+            },
             RecipientState::Delivered { at_ms, via } => {
                 format!(
                     "at {}{}",
