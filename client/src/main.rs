@@ -169,6 +169,48 @@ mod tests {
     }
 
     #[test]
+    fn access_arguments() {
+        use cli::access::AccessCommand;
+        let Command::Access(args) = parse(&["access", "block", r"a\*b@example.com"])
+            .unwrap()
+            .command
+        else {
+            panic!("access expected")
+        };
+        assert!(args.owner.is_none());
+        let AccessCommand::Block { actor } = args.command else {
+            panic!("block expected")
+        };
+        assert!(actor.is_exact(), "an escaped star is a literal");
+        let Command::Access(args) = parse(&[
+            "access",
+            "--owner",
+            "fred/appl=wb@example.com",
+            "query",
+            "barney@example.com",
+            "--actions",
+            "core:data presence:watch",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("access expected")
+        };
+        assert_eq!(args.owner.unwrap().to_string(), "fred/appl=wb@example.com");
+        let AccessCommand::Query { actions, .. } = args.command else {
+            panic!("query expected")
+        };
+        assert_eq!(actions.to_string(), "core:data presence:watch");
+        // Bad actors and actions are usage errors naming the problem.
+        let error = parse(&["access", "allow", "fr*d@example.com"]).unwrap_err();
+        assert!(error.to_string().contains("local wildcard"), "{error}");
+        assert!(parse(&["access", "query", "x@example.com", "--actions", "core"]).is_err());
+        // query takes a plain endpoint (RFC 3341 §3): `*` is a literal there.
+        assert!(parse(&["access", "query", "*@example.com"]).is_ok());
+        assert!(parse(&["access", "query", "nobody"]).is_err());
+    }
+
+    #[test]
     fn send_needs_exactly_one_body() {
         let base = [
             "send",

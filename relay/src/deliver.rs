@@ -237,9 +237,14 @@ impl Deliverer {
                     tokio::time::timeout_at(started + wait, &mut request).await
                 } => answered,
                 () = ended.cancelled() => {
-                    // Overridden or detached while in flight: RFC 3342 §1
-                    // lets data meant for the old application go to the new.
-                    handovers += 1;
+                    if !self.relay.attachments.is_attached(recipient) {
+                        // Detached, not overridden: the request's own
+                        // answer (or the session's end) decides.
+                        tokio::time::timeout_at(started + wait, &mut request).await
+                    } else {
+                        // Overridden while in flight: RFC 3342 §1 lets data
+                        // meant for the old application go to the new.
+                        handovers += 1;
                     if handovers > MAX_HANDOVERS {
                         return Outcome::Deferred(Failure::new(
                             FailureKind::Connect,
@@ -247,6 +252,7 @@ impl Deliverer {
                         ));
                     }
                     continue;
+                    }
                 }
             };
             return match answered {

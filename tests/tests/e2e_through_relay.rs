@@ -203,6 +203,9 @@ async fn scenario() {
     // B's mesh listener, and the proxy in front of it that A routes to.
     let b_mesh = loopback_listener().await;
     let (proxy, capture) = start_proxy(b_mesh.local_addr().unwrap()).await;
+    // Plaintext relays (no certificate, `[tls] required = false`): the mesh
+    // `bind` is then unauthenticated, which a relay must explicitly allow
+    // where the configuration has a switch for it.
     let mut a_spec = RelaySpec::new("a.test", &["alice"]);
     a_spec.tls = false;
     a_spec.routes.push(("b.test".into(), proxy.to_string()));

@@ -458,3 +458,52 @@ async fn data_hopping_and_option_rules() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_data_counts_down_and_reports_transient() {
+    let base = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let (a, b) = two_relays(base.path(), &ca, "", "").await;
+    let mut fred = fred(&a, &ca).await;
+
+    // RFC 3342 §3: held for barney (wilma here) with noLaterThan 60000;
+    // reportAfter runs out while it is held: B reports 350 then, once.
+    let timing = DataTiming {
+        no_later_than: 60_000,
+        report_after: 300,
+        ..DataTiming::default()
+    };
+    let (d, c) = data(
+        "wilma@b.test",
+        "held",
+        vec![
+            ApexOption::internal(imxp_apex::party::HOLD_FOR_ENDPOINT),
+            timing.to_option(86),
+        ],
+    );
+    fred.send_data(&d, &c).await.expect("A accepts");
+    let (report, status) = next_report(&mut fred).await;
+    assert_eq!(report.originator.identity, ep("apex=report@b.test"));
+    assert_eq!(status.trans_id, 86);
+    assert_eq!(status.destinations[0].identity, ep("wilma@b.test"));
+    assert_eq!(status.destinations[0].reply.code.0, 350);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // wilma attaches: the held data arrives with the time it was held
+    // taken off noLaterThan, and reportAfter spent.
+    let mut wilma = wilma(&b, &ca).await;
+    let received = tokio::time::timeout(TIMEOUT, wilma.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&received.content[..], b"held");
+    let (_, seen) = received.data.data_timing().unwrap().unwrap();
+    assert!(seen.no_later_than <= 59_200, "held time counts: {seen:?}");
+    assert_eq!(seen.report_after, 0);
+    drained(&a).await;
+    drained(&b).await;
+    let more = tokio::time::timeout(Duration::from_millis(500), fred.next()).await;
+    assert!(more.is_err(), "one transient report: {more:?}");
+    a.stop().await;
+    b.stop().await;
+}
