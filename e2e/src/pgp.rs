@@ -289,12 +289,14 @@ pub fn encrypt(
 pub fn verify_detached(data: &[u8], signature: &[u8], keys: &PgpKeys) -> SignatureReport {
     let policy = StandardPolicy::new();
     let helper = Helper::new(keys);
-    let outcome = DetachedVerifierBuilder::from_bytes(signature)
-        .and_then(|builder| builder.with_policy(&policy, None, helper))
-        .and_then(|mut verifier| {
-            verifier.verify_bytes(data)?;
-            Ok(verifier.into_helper())
-        });
+    let outcome = contain_panic(|| {
+        DetachedVerifierBuilder::from_bytes(signature)
+            .and_then(|builder| builder.with_policy(&policy, None, helper))
+            .and_then(|mut verifier| {
+                verifier.verify_bytes(data)?;
+                Ok(verifier.into_helper())
+            })
+    });
     match outcome {
         Ok(helper) => helper
             .reports
@@ -321,12 +323,14 @@ pub fn decrypt(
     let policy = StandardPolicy::new();
     let helper = Helper::new(keys);
     let mut plaintext = Vec::new();
-    let outcome = DecryptorBuilder::from_bytes(ciphertext)
-        .and_then(|builder| builder.with_policy(&policy, None, helper))
-        .and_then(|mut decryptor| {
-            std::io::copy(&mut decryptor, &mut plaintext)?;
-            Ok(decryptor.into_helper())
-        });
+    let outcome = contain_panic(|| {
+        DecryptorBuilder::from_bytes(ciphertext)
+            .and_then(|builder| builder.with_policy(&policy, None, helper))
+            .and_then(|mut decryptor| {
+                std::io::copy(&mut decryptor, &mut plaintext)?;
+                Ok(decryptor.into_helper())
+            })
+    });
     match outcome {
         Ok(helper) => (
             DecryptionReport {
@@ -347,6 +351,21 @@ pub fn decrypt(
             Vec::new(),
         ),
     }
+}
+
+/// Runs a sequoia parse of untrusted input, turning a panic inside the
+/// library into an error. sequoia-openpgp 2.4 unwraps an I/O error while
+/// setting up the MDC reader of some truncated or tampered SEIPDv1 packets
+/// (`parse.rs`, `PacketParser::decrypt_`); found by
+/// `any_flipped_byte_is_never_shown_as_valid`. A message that makes the
+/// library panic is malformed, and is reported as such — never as valid.
+fn contain_panic<T>(parse: impl FnOnce() -> openpgp::Result<T>) -> openpgp::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse)).unwrap_or_else(|_| {
+        Err(
+            openpgp::Error::MalformedMessage("the OpenPGP parser failed on this input".into())
+                .into(),
+        )
+    })
 }
 
 fn rank(verdict: SignatureVerdict) -> u8 {

@@ -513,9 +513,11 @@ async fn a_bad_seqno_ends_the_session() {
 async fn a_window_overrun_ends_the_session() {
     let harness = Harness::start(&[]).await;
     let (mut stream, seqno) = greeted(harness.relay.edge).await;
-    // Channel 0 starts with a 4096-octet window (RFC 3081 §3.1), part of
-    // it used by our greeting: 5000 octets do not fit.
-    let payload = vec![b' '; 5000];
+    // Channel 0 starts with a 4096-octet window (RFC 3081 §3.1), and once
+    // the relay has read our greeting it may advertise its whole buffer
+    // (limits.window = 65536) with a SEQ — either way, more than the
+    // buffer plus the initial window can never fit.
+    let payload = vec![b' '; 65536 + 4096 + 1];
     let _ = stream.write_all(&frame("MSG", 0, 1, seqno, &payload)).await;
     assert_terminated(stream).await;
     harness.check().await;

@@ -48,6 +48,33 @@ struct SyncState {
     top: BTreeSet<std::ffi::OsString>,
 }
 
+/// How long [`SledEngine::open`] waits for sled's own file lock.
+const PREDECESSOR_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens the database, waiting a little while sled's file lock is still
+/// held. The spool's own lock file is already ours, so the holder can only
+/// be the previous instance in this process, whose sled background threads
+/// let go of the database shortly after it was dropped (seen when a spool is
+/// reopened at once, e.g. a relay restarted in the same process).
+fn open_waiting_for_predecessor(path: &Path) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + PREDECESSOR_GRACE;
+    loop {
+        let opened = sled::Config::new()
+            .path(path)
+            .cache_capacity(64 * 1024 * 1024)
+            .open();
+        match opened {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl SledEngine {
     /// The subdirectory of the spool directory holding the sled database.
     pub const DIR_NAME: &'static str = "sled";
@@ -56,10 +83,7 @@ impl SledEngine {
     pub fn open(dir: &Path) -> Result<Self, EngineError> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(Self::DIR_NAME);
-        let db = sled::Config::new()
-            .path(&path)
-            .cache_capacity(64 * 1024 * 1024)
-            .open()?;
+        let db = open_waiting_for_predecessor(&path)?;
         let trees = Tree::ALL
             .iter()
             .map(|t| db.open_tree(t.name()))
