@@ -15,6 +15,7 @@ use super::op::{Ctx, Job, Op};
 use super::overlay::View;
 use crate::engine::{Engine, Tree};
 use crate::error::SpoolError;
+use crate::event::Event;
 
 #[allow(clippy::too_many_arguments)] // the committer's shared state, spelled out
 pub(super) fn committer_loop(
@@ -81,7 +82,7 @@ pub(super) fn committer_loop(
                 ctx.now_ms,
             );
             view.finish_op(ok.is_ok());
-            tracing::warn!(%id, %reason, "datagram quarantined");
+            tracing::warn!(%id, %reason, event = Event::Quarantined.as_str(), "datagram quarantined");
         }
         let batch = view.into_batch();
         let outcome = if batch.is_empty() {

@@ -9,6 +9,7 @@ use super::op::Op;
 use super::{HeldUsage, RawEntry, Spool};
 use crate::engine::{Engine, Tree};
 use crate::error::SpoolError;
+use crate::event::Event;
 use crate::keys;
 use crate::record::{DatagramId, Envelope, QuarantineEntry, decode_envelope, decode_quarantine};
 
@@ -62,7 +63,7 @@ impl Spool {
     fn decode_or_quarantine(&self, key: &[u8], bytes: &[u8]) -> Result<Envelope, SpoolError> {
         decode_envelope(bytes).map_err(|e| {
             let reason = e.to_string();
-            tracing::warn!(key = %hex(key), %reason, "quarantining undecodable envelope");
+            tracing::warn!(key = %hex(key), %reason, event = Event::Quarantined.as_str(), "quarantining undecodable envelope");
             self.submit_detached(Op::Quarantine {
                 tree: Tree::Envelopes,
                 key: key.to_vec(),
