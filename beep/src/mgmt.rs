@@ -397,12 +397,13 @@ impl Start {
 
 impl Close {
     /// The close request as an `application/beep+xml` payload.
+    ///
+    /// `number` is always written, `number='0'` for a release too: the
+    /// DTD's default (RFC 3080 §2.3.1.3, §7.1) makes it optional, but some
+    /// implementations refuse or mishandle a `<close>` without it, so we
+    /// are conservative in what we send (RFC 1122 §1.2.2).
     pub fn to_payload(&self) -> Vec<u8> {
-        let number = if self.number == 0 {
-            String::new()
-        } else {
-            format!("number='{}' ", self.number)
-        };
+        let number = format!("number='{}' ", self.number);
         let lang = self
             .lang
             .as_ref()

@@ -81,7 +81,9 @@ async fn plain_echo_with_pipelining_and_100k_messages() {
     .await
     .expect("bounded")
     .unwrap();
-    assert_eq!(result, (40, 0));
+    assert_eq!((result.passed, result.failed), (40, 0));
+    assert!(result.exchange_error.is_none(), "{result:?}");
+    assert!(result.release.is_ok(), "{result:?}");
 }
 
 #[tokio::test]
@@ -94,7 +96,9 @@ async fn tls_tuned_echo_with_pipelining_and_100k_messages() {
         .await
         .expect("bounded")
         .unwrap();
-    assert_eq!(result, (40, 0));
+    assert_eq!((result.passed, result.failed), (40, 0));
+    assert!(result.exchange_error.is_none(), "{result:?}");
+    assert!(result.release.is_ok(), "{result:?}");
 }
 
 #[tokio::test]
