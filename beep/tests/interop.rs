@@ -91,7 +91,12 @@ fn events(session: &mut Session) -> Vec<Event> {
 fn elements(frames: &[Sent]) -> Vec<(&str, &str)> {
     frames
         .iter()
-        .map(|f| (f.header.split(' ').take(3).last().unwrap(), f.element.as_str()))
+        .map(|f| {
+            (
+                f.header.split(' ').take(3).last().unwrap(),
+                f.element.as_str(),
+            )
+        })
         .collect()
 }
 
@@ -119,7 +124,11 @@ fn initiator_with_two_channels(peer: &mut Script) -> Session {
         );
         let start = sent(&mut session);
         assert_eq!(start.len(), 1);
-        assert!(start[0].element.starts_with(&format!("<start number='{number}'>")));
+        assert!(
+            start[0]
+                .element
+                .starts_with(&format!("<start number='{number}'>"))
+        );
         session
             .handle_input(
                 now,
@@ -211,7 +220,10 @@ fn a_declined_release_is_reported_and_the_session_stays_usable() {
         panic!("no refusal event")
     };
     assert_eq!(error.code, ReplyCode::PARAMETER_SYNTAX_ERROR);
-    assert!(!session.is_ended(), "the caller decides (the driver ends it)");
+    assert!(
+        !session.is_ended(),
+        "the caller decides (the driver ends it)"
+    );
     // Releasing again is possible.
     session.release(ReplyCode::SUCCESS).unwrap();
     assert_eq!(

@@ -112,8 +112,8 @@ fn help_points_at_documentation_that_exists() {
     // No manual pages yet: the README tells how to write the file.
     assert!(!help.contains("imxpd.toml(5)"), "{help}");
     assert!(help.contains("README.md"), "{help}");
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-        .unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
     assert!(readme.contains("## Quick start"));
     assert!(readme.contains("For production, write `/etc/imxp/imxpd.toml`"));
 }

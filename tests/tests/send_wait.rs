@@ -125,7 +125,10 @@ async fn send_wait_prints_the_reports_and_exits_with_the_outcome() {
 
     // Delivered: the final relay's 250, exit 0.
     let output = fred
-        .send(30, &["--to", "wilma@b.test", "--status-request", "--wait", "hi"])
+        .send(
+            30,
+            &["--to", "wilma@b.test", "--status-request", "--wait", "hi"],
+        )
         .await;
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let text = stdout(&output);
@@ -188,7 +191,17 @@ async fn send_wait_prints_the_reports_and_exits_with_the_outcome() {
 
     // The final-hop report of returnTrip tells delivery too.
     let output = fred
-        .send(30, &["--to", "wilma@b.test", "--return-trip", "60000", "--wait", "trip"])
+        .send(
+            30,
+            &[
+                "--to",
+                "wilma@b.test",
+                "--return-trip",
+                "60000",
+                "--wait",
+                "trip",
+            ],
+        )
         .await;
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(
@@ -201,7 +214,14 @@ async fn send_wait_prints_the_reports_and_exits_with_the_outcome() {
     let output = fred
         .send(
             3,
-            &["--to", "betty@b.test", "--hold", "--status-request", "--wait", "held"],
+            &[
+                "--to",
+                "betty@b.test",
+                "--hold",
+                "--status-request",
+                "--wait",
+                "held",
+            ],
         )
         .await;
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
@@ -213,7 +233,9 @@ async fn send_wait_prints_the_reports_and_exits_with_the_outcome() {
     assert!(!stdout(&output).contains("status:"), "{}", stdout(&output));
 
     // --wait without an option that brings reports is a usage error.
-    let output = fred.send(30, &["--to", "wilma@b.test", "--wait", "x"]).await;
+    let output = fred
+        .send(30, &["--to", "wilma@b.test", "--wait", "x"])
+        .await;
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     drop(wilma);
     a.stop().await;

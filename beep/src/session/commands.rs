@@ -263,10 +263,7 @@ impl Session {
         for channel in undecided {
             let _ = self.reject_start(
                 channel,
-                mgmt::ErrorReply::new(
-                    ReplyCode::ACTION_NOT_TAKEN,
-                    "the session is being released",
-                ),
+                mgmt::ErrorReply::new(ReplyCode::ACTION_NOT_TAKEN, "the session is being released"),
             );
         }
         self.release_pending = Some(code);

@@ -117,7 +117,9 @@ pub(crate) async fn send_command(
             print_accepted(&asked, send.json)?;
             if send.wait {
                 let awaited = Awaited::new(asked, &send.to);
-                ExitCode::from(wait_for_reports(&mut attachment, awaited, send.json, timeout).await?)
+                ExitCode::from(
+                    wait_for_reports(&mut attachment, awaited, send.json, timeout).await?,
+                )
             } else {
                 ExitCode::SUCCESS
             }
@@ -183,7 +185,8 @@ async fn wait_for_reports(
             Ok(Some(datagram)) => datagram,
             Ok(None) => bail!("the relay ended the attachment before the reports arrived"),
             Err(_) => {
-                let missing: Vec<String> = awaited.unknown().iter().map(ToString::to_string).collect();
+                let missing: Vec<String> =
+                    awaited.unknown().iter().map(ToString::to_string).collect();
                 eprintln!(
                     "imxp: no outcome within {} s for {}",
                     timeout.as_secs(),
@@ -198,7 +201,10 @@ async fn wait_for_reports(
             .is_some_and(|report| awaited.take(&datagram.originator, report));
         let Some(report) = report.filter(|_| ours) else {
             datagram
-                .reject(ReplyCode(450), "not reading now: waiting for status reports")
+                .reject(
+                    ReplyCode(450),
+                    "not reading now: waiting for status reports",
+                )
                 .await
                 .context("refusing a datagram")?;
             continue;

@@ -125,7 +125,10 @@ impl Awaited {
         let outcomes: Vec<Option<ReplyCode>> = self.recipients.iter().map(|r| r.outcome).collect();
         if outcomes.iter().flatten().any(|code| !code.is_positive()) {
             EXIT_FAILED
-        } else if outcomes.iter().all(|o| o.is_some_and(ReplyCode::is_positive)) {
+        } else if outcomes
+            .iter()
+            .all(|o| o.is_some_and(ReplyCode::is_positive))
+        {
             EXIT_DELIVERED
         } else {
             EXIT_UNKNOWN
@@ -183,9 +186,15 @@ mod tests {
     #[test]
     fn a_trace_waits_for_the_recipients_relay() {
         let mut awaited = Awaited::new(vec![status(TargetHop::All)], &[ep("wilma@b.test")]);
-        awaited.take(&ep("apex=report@a.test"), &report(7, &[("wilma@b.test", 250)]));
+        awaited.take(
+            &ep("apex=report@a.test"),
+            &report(7, &[("wilma@b.test", 250)]),
+        );
         assert!(!awaited.done(), "handed on by a.test only");
-        awaited.take(&ep("apex=report@b.test"), &report(7, &[("wilma@b.test", 250)]));
+        awaited.take(
+            &ep("apex=report@b.test"),
+            &report(7, &[("wilma@b.test", 250)]),
+        );
         assert!(awaited.done());
         assert_eq!(awaited.exit_status(), EXIT_DELIVERED);
     }
