@@ -47,7 +47,7 @@ pub enum DriverError {
     /// The session ended before the peer's greeting arrived (RFC 3080
     /// §2.3.1.1), for the reason given.
     #[error("greeting exchange failed: {0}")]
-    Greeting(Box<DriverError>),
+    Greeting(Box<Self>),
     /// The peer closed the transport while the session was open.
     #[error("the peer closed the connection")]
     PeerClosed,

@@ -152,7 +152,7 @@ mod tests {
                 .iter()
                 .map(|(identity, code)| Destination {
                     identity: ep(identity),
-                    reply: Reply::new(ReplyCode(*code), ""),
+                    reply: Reply::new(ReplyCode(*code)),
                 })
                 .collect(),
         }
