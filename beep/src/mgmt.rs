@@ -487,8 +487,15 @@ mod tests {
             diagnostic: String::new(),
         };
         assert_eq!(close.to_payload().len(), 71);
+        // The RFC's release (60 octets) leaves `number` to its default; we
+        // write `number='0'` (11 octets more) for peers that need it.
         let release = Close { number: 0, ..close };
-        assert_eq!(release.to_payload().len(), 60);
+        assert_eq!(release.to_payload().len(), 71);
+        assert!(
+            String::from_utf8(release.to_payload())
+                .unwrap()
+                .contains("<close number='0' code='200' />")
+        );
         assert_eq!(ok_payload().len(), 46);
         assert_eq!(
             ErrorReply::new(ReplyCode::ACTION_NOT_TAKEN, "still working")
