@@ -92,6 +92,7 @@ pub mod data;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod hop_id;
 pub mod limits;
 pub mod message;
 pub mod mime;

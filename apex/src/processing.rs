@@ -47,9 +47,13 @@ pub fn applies(option: &ApexOption, hop: Hop) -> bool {
     }
 }
 
-/// Whether this implementation understands `option`.
+/// Whether this implementation understands `option`: the internal
+/// options of [`UNDERSTOOD`] and the hop identity ([`crate::hop_id`]).
 pub fn understood(option: &ApexOption) -> bool {
-    matches!(&option.kind, OptionKind::Internal(name) if UNDERSTOOD.contains(&name.as_str()))
+    match &option.kind {
+        OptionKind::Internal(name) => UNDERSTOOD.contains(&name.as_str()),
+        OptionKind::External(_) => crate::hop_id::is_hop_id(option),
+    }
 }
 
 /// The first option of `options` that applies at `hop`, must be understood,

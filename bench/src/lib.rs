@@ -73,6 +73,7 @@ pub fn enqueue_throughput(
                 while Instant::now() < deadline {
                     let d = NewDatagram {
                         id: DatagramId::generate(spool.now_ms()),
+                        id_origin: imxp_spool::IdOrigin::Generated,
                         originator: "bench@a.example".into(),
                         recipients: vec!["sink@b.example".into()],
                         options: QueueOptions::default(),

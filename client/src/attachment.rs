@@ -14,6 +14,7 @@
 
 use crate::error::ClientError;
 use crate::payload::{self, Delivery, Inbound};
+use crate::seen::{HopId, SeenDeliveries};
 use bytes::Bytes;
 use imxp_apex::{
     Attach, Content, Data, Endpoint, ErrorReply, Limits, MimePart, ReplyCode, Terminate,
@@ -38,16 +39,22 @@ pub struct AttachOptions {
     /// a 556 `terminate`, see [`Event::Terminated`]) and this one takes
     /// over, along with the data in flight to the old one.
     pub take_over: bool,
+    /// The deliveries acknowledged before: a datagram the relay delivers
+    /// again is answered `<ok />` without being handed over a second time
+    /// ([`crate::seen`]). Share it across reconnections.
+    pub seen: Arc<SeenDeliveries>,
 }
 
 impl Default for AttachOptions {
-    /// Explicit acknowledgement, 16 datagrams read ahead, default limits.
+    /// Explicit acknowledgement, 16 datagrams read ahead, default limits,
+    /// a fresh [`SeenDeliveries`].
     fn default() -> Self {
         Self {
             auto_ack: false,
             queue: 16,
             limits: Limits::default(),
             take_over: false,
+            seen: Arc::default(),
         }
     }
 }
@@ -145,11 +152,16 @@ pub struct Received {
     pub part: Option<MimePart>,
     /// The whole `data` element (all recipients, options).
     pub data: Data,
+    /// The delivering relay's id for the datagram ([`crate::seen`]), if it
+    /// gave one: the same for a repeated delivery.
+    pub hop_id: Option<HopId>,
     answer: Answer,
+    /// Where an acknowledgement is remembered.
+    seen: Option<Arc<SeenDeliveries>>,
 }
 
 impl Received {
-    fn new(delivery: Delivery, answer: Answer) -> Self {
+    fn new(delivery: Delivery, answer: Answer, seen: Option<Arc<SeenDeliveries>>) -> Self {
         let Delivery {
             data,
             recipient,
@@ -163,15 +175,17 @@ impl Received {
             content_type,
             content,
             part,
+            hop_id: imxp_apex::hop_id::of(&data),
             data,
             answer,
+            seen,
         }
     }
 
     /// A datagram not bound to a channel (acknowledging it does nothing):
     /// for tests and for replaying stored datagrams.
     pub fn detached(delivery: Delivery) -> Self {
-        Self::new(delivery, Answer::Detached)
+        Self::new(delivery, Answer::Detached, None)
     }
 
     /// The content as UTF-8 text, if it is valid UTF-8.
@@ -188,6 +202,11 @@ impl Received {
     /// it again is harmless; after [`Received::reject`] it fails.
     pub async fn ack(&mut self) -> Result<(), ClientError> {
         if let Some((handle, msgno)) = self.settle(true)? {
+            // Remembered before the answer leaves: if the relay never gets
+            // it, the delivery it repeats is recognised.
+            if let (Some(seen), Some(id)) = (&self.seen, self.hop_id) {
+                seen.insert(id);
+            }
             handle
                 .reply(msgno, Bytes::from_static(imxp_apex::reply::OK_PAYLOAD))
                 .await?;
@@ -333,6 +352,7 @@ impl Attachment {
             shared.clone(),
             events_tx,
             options.limits,
+            options.seen,
         ));
         Self {
             sender,
@@ -540,12 +560,21 @@ async fn read_channel(
     shared: Arc<Shared>,
     events: mpsc::Sender<Event>,
     limits: Limits,
+    seen: Arc<SeenDeliveries>,
 ) {
     let handle = channel.handle();
     while let Some(message) = channel.next_message().await {
         let msgno = message.msgno;
         let answered = match payload::classify(&message.payload, |e| shared.is_attached(e), &limits)
         {
+            Inbound::Deliver(delivery)
+                if imxp_apex::hop_id::of(&delivery.data).is_some_and(|id| seen.contains(&id)) =>
+            {
+                tracing::debug!("a delivery acknowledged before, repeated by the relay");
+                handle
+                    .reply(msgno, Bytes::from_static(imxp_apex::reply::OK_PAYLOAD))
+                    .await
+            }
             Inbound::Deliver(delivery) => {
                 let received = Received::new(
                     *delivery,
@@ -553,6 +582,7 @@ async fn read_channel(
                         handle: handle.clone(),
                         msgno,
                     },
+                    Some(seen.clone()),
                 );
                 // If the application has dropped the attachment, the
                 // datagram comes back and its drop refuses it with 451.

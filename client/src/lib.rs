@@ -66,8 +66,10 @@ pub mod client;
 pub mod error;
 pub mod payload;
 pub mod scram;
+pub mod seen;
 pub mod tls;
 
 pub use attachment::{AttachOptions, Attachment, Event, Received, Sender, Termination};
 pub use client::{Client, ConnectOptions, DEFAULT_EDGE_PORT, Mechanism, relay_host, split_relay};
 pub use error::{ClientError, TlsConfigError};
+pub use seen::SeenDeliveries;

@@ -6,13 +6,13 @@
 //! re-reads it and writes a new `data` naming only the recipients of that
 //! hop, with the content part carried octet for octet (DESIGN rule 3).
 
+use crate::identity::{self, Sender};
 use bytes::Bytes;
 use imxp_apex::{
     Bind, Content, Data, Domain, Endpoint, ErrorReply, Hop, Limits, Operation, ReplyCode, Response,
 };
 use imxp_beep::io::Channel;
-use imxp_spool::{DatagramId, Failure, FailureKind, QueueOptions};
-use sha2::{Digest, Sha256};
+use imxp_spool::{DatagramId, Failure, FailureKind, IdOrigin, QueueOptions};
 
 /// The APEX profile URI (RFC 3340 §4.2).
 pub(crate) const APEX_PROFILE: &str = "http://iana.org/beep/APEX";
@@ -23,8 +23,10 @@ pub(crate) type Refusal = (u16, String);
 /// A `data` accepted for intake.
 #[derive(Debug, Clone)]
 pub(crate) struct Incoming {
-    /// Derived from the datagram, so a resend maps to the same id (dedup).
+    /// Its spool id ([`crate::identity`]).
     pub(crate) id: DatagramId,
+    /// Whether `id` is a dedup key.
+    pub(crate) id_origin: IdOrigin,
     /// Canonical originator.
     pub(crate) originator: String,
     /// Canonical recipients.
@@ -99,8 +101,17 @@ pub(crate) fn parse_request(payload: &Bytes, max_message_size: usize) -> Result<
                 .ok_or_else(|| (500, "data without content".to_owned()))?;
             let originator = key(&data.originator.identity);
             let recipients: Vec<String> = data.recipient_identities().map(key).collect();
+            let (id, id_origin) = identity::identify(
+                &Sender::Endpoint,
+                &originator,
+                &recipients,
+                &data,
+                &content,
+                wall_clock_ms(),
+            );
             Request::Data(Incoming {
-                id: datagram_id(&originator, &recipients, &content),
+                id,
+                id_origin,
                 originator,
                 recipients,
                 payload: payload.clone(),
@@ -137,33 +148,26 @@ pub(crate) fn parse_init(init: &[u8]) -> Result<Request, Refusal> {
     }
 }
 
-/// The dedup key of a datagram: a digest of its originator, recipients and
-/// content. A Content-ID is globally unique (RFC 2045), so the same
-/// content part sent again is the same datagram resent.
-pub(crate) fn datagram_id(
-    originator: &str,
-    recipients: &[String],
-    content: &Content,
-) -> DatagramId {
-    let mut digest = Sha256::new();
-    digest.update(originator.as_bytes());
-    for recipient in recipients {
-        digest.update([0]);
-        digest.update(recipient.as_bytes());
+impl Incoming {
+    /// Names the datagram as one handed over by `sender`
+    /// ([`identity::identify`]); [`parse_request`] assumes an endpoint.
+    pub(crate) fn identify_as(&mut self, sender: &Sender, now_ms: u64) {
+        (self.id, self.id_origin) = identity::identify(
+            sender,
+            &self.originator,
+            &self.recipients,
+            &self.data,
+            &self.content,
+            now_ms,
+        );
     }
-    digest.update([1]);
-    match content {
-        Content::Part(part) => digest.update(part.raw()),
-        Content::Inline(inline) => {
-            digest.update(inline.name.as_bytes());
-            digest.update(inline.xml.as_bytes());
-        }
-        Content::External(uri) => digest.update(uri.as_bytes()),
-    }
-    let hash = digest.finalize();
-    let mut id = [0u8; DatagramId::LEN];
-    id.copy_from_slice(&hash[..DatagramId::LEN]);
-    DatagramId::from_bytes(id)
+}
+
+/// Milliseconds since the UNIX epoch, for ordering generated ids.
+fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Parses a stored payload back into its `data` and content.
@@ -203,13 +207,17 @@ pub(crate) struct Prepared {
 /// `targetHop='this'` options are removed; the `dataTiming` counters are
 /// reduced by `elapsed_ms` (noLaterThan run out: the recipients fail as
 /// expired, nothing is sent); going to a next relay, the `dataHopping`
-/// budget is decremented (run out: the recipients fail, nothing is sent).
-/// Identities and content are kept octet for octet (DESIGN rule 3).
+/// budget is decremented (run out: the recipients fail, nothing is sent);
+/// the hop identity `hop_id` (this relay's id for the datagram,
+/// [`imxp_apex::hop_id`]) replaces the previous hop's, so the receiver can
+/// recognise a retransmission. Identities and content are kept octet for
+/// octet (DESIGN rule 3).
 pub(crate) fn prepare(
     stored: &Bytes,
     recipients: &[String],
     hop: Hop,
     elapsed_ms: u64,
+    hop_id: &DatagramId,
 ) -> Result<Prepared, Refusal> {
     let (mut data, content) = parse_stored(stored)?;
     let mut failed = Vec::new();
@@ -255,6 +263,7 @@ pub(crate) fn prepare(
             .extend(names.iter().map(|n| (n.clone(), failure.clone())));
     };
     data.strip_this();
+    imxp_apex::hop_id::set(&mut data, hop_id.as_bytes());
     match data.data_timing() {
         Ok(Some((_, timing))) => {
             let step = timing.elapse(elapsed_ms);
@@ -421,6 +430,8 @@ mod tests {
     use super::*;
     use imxp_apex::{ApexOption, DataHopping, DataTiming, MimePart, Recipient, TargetHop};
 
+    const HOP: DatagramId = DatagramId::from_bytes([5; 16]);
+
     fn ep(text: &str) -> Endpoint {
         Endpoint::parse(text).unwrap()
     }
@@ -442,7 +453,7 @@ mod tests {
     fn keeps_content_and_selects_recipients() {
         let (payload, part) = stored(&["wilma@b.test", "betty@b.test", "x@c.test"], Vec::new());
         let names = ["wilma@b.test".to_owned(), "betty@b.test".to_owned()];
-        let prepared = prepare(&payload, &names, Hop::Forward, 5).unwrap();
+        let prepared = prepare(&payload, &names, Hop::Forward, 5, &HOP).unwrap();
         assert_eq!(prepared.recipients, names);
         assert!(prepared.failed.is_empty());
         let (data, content) = sent(&prepared);
@@ -474,7 +485,7 @@ mod tests {
             ],
         );
         let names = ["wilma@b.test".to_owned()];
-        let prepared = prepare(&payload, &names, Hop::Forward, 4_000).unwrap();
+        let prepared = prepare(&payload, &names, Hop::Forward, 4_000, &HOP).unwrap();
         assert!(prepared.report_transient);
         assert_eq!(prepared.time_left_ms, Some(6_000));
         assert_eq!(prepared.report_after_left_ms, None);
@@ -486,7 +497,7 @@ mod tests {
         let (_, h) = data.data_hopping().unwrap().unwrap();
         assert_eq!(h.no_more_than, 2);
         // Local delivery: timing reduced, hops untouched.
-        let prepared = prepare(&payload, &names, Hop::Final, 1_000).unwrap();
+        let prepared = prepare(&payload, &names, Hop::Final, 1_000, &HOP).unwrap();
         assert!(!prepared.report_transient);
         assert_eq!(prepared.report_after_left_ms, Some(2_000));
         let (data, _) = sent(&prepared);
@@ -501,7 +512,7 @@ mod tests {
             ..DataTiming::default()
         };
         let (payload, _) = stored(&["wilma@b.test"], vec![timing.to_option(1)]);
-        let prepared = prepare(&payload, &names, Hop::Forward, 1_000).unwrap();
+        let prepared = prepare(&payload, &names, Hop::Forward, 1_000, &HOP).unwrap();
         assert!(prepared.payload.is_none());
         assert_eq!(prepared.failed[0].1.kind, FailureKind::Expired);
         let hopping = DataHopping {
@@ -509,12 +520,12 @@ mod tests {
             report_errors: false,
         };
         let (payload, _) = stored(&["wilma@b.test"], vec![hopping.to_option(1)]);
-        let prepared = prepare(&payload, &names, Hop::Forward, 0).unwrap();
+        let prepared = prepare(&payload, &names, Hop::Forward, 0, &HOP).unwrap();
         assert!(prepared.payload.is_none());
         assert_eq!(prepared.failed[0].1.kind, FailureKind::HopLimit);
         // Delivered locally, the last hop is fine.
         assert!(
-            prepare(&payload, &names, Hop::Final, 0)
+            prepare(&payload, &names, Hop::Final, 0, &HOP)
                 .unwrap()
                 .payload
                 .is_some()
@@ -532,11 +543,11 @@ mod tests {
         let payload = Bytes::from(data.to_payload(&Content::Part(part)));
         let names = ["wilma@b.test".to_owned(), "betty@b.test".to_owned()];
         // targetHop='final' (default): not checked on the way.
-        let prepared = prepare(&payload, &names, Hop::Forward, 0).unwrap();
+        let prepared = prepare(&payload, &names, Hop::Forward, 0, &HOP).unwrap();
         assert!(prepared.failed.is_empty());
         assert_eq!(prepared.recipients.len(), 2);
         // At the final relay betty fails with 504, wilma gets it alone.
-        let prepared = prepare(&payload, &names, Hop::Final, 0).unwrap();
+        let prepared = prepare(&payload, &names, Hop::Final, 0, &HOP).unwrap();
         assert_eq!(prepared.failed.len(), 1);
         assert_eq!(prepared.failed[0].0, "betty@b.test");
         assert_eq!(prepared.failed[0].1.kind, FailureKind::Reply { code: 504 });

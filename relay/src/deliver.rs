@@ -77,7 +77,7 @@ impl Deliverer {
         hop: Hop,
     ) -> Result<Prepared, Failure> {
         let elapsed = self.relay.spool.now_ms().saturating_sub(envelope.queued_ms);
-        let prepared = datagram::prepare(content, recipients, hop, elapsed)
+        let prepared = datagram::prepare(content, recipients, hop, elapsed, &envelope.id)
             .map_err(|(code, text)| Failure::new(FailureKind::Reply { code }, text))?;
         if prepared.report_transient {
             self.reporter

@@ -238,7 +238,7 @@ async fn run_channel(
                         &handle,
                         msgno,
                         incoming,
-                        crate::options::Source::Edge,
+                        crate::identity::Sender::Endpoint,
                     );
                     continue;
                 }

@@ -6,6 +6,7 @@
 //! ([`crate::report`]).
 
 use crate::datagram::{self, Incoming};
+use crate::identity::Sender;
 use crate::options::{self, Source};
 use crate::server::Relay;
 use imxp_beep::io::ChannelHandle;
@@ -18,8 +19,9 @@ use tokio_util::task::TaskTracker;
 #[derive(Debug)]
 pub(crate) struct IntakeError(pub(crate) String);
 
-/// Processes the per-data options of `incoming` and writes it durably in
-/// a task of `writes`, then answers MSG `msgno` (`ok`; the option error; or
+/// Names the datagram as one from `sender` ([`crate::identity`]),
+/// processes the per-data options of `incoming` and writes it durably in a
+/// task of `writes`, then answers MSG `msgno` (`ok`; the option error; or
 /// 451 if the write failed). The write runs concurrently with the
 /// channel's later MSGs; the session sends replies in MSG order.
 pub(crate) fn spawn(
@@ -28,10 +30,17 @@ pub(crate) fn spawn(
     handle: &ChannelHandle,
     msgno: u32,
     mut incoming: Incoming,
-    source: Source,
+    sender: Sender,
 ) {
     let relay = relay.clone();
     let handle = handle.clone();
+    let source = match sender {
+        Sender::Endpoint => Source::Edge,
+        Sender::Relay { .. } => Source::Mesh,
+    };
+    if sender != Sender::Endpoint {
+        incoming.identify_as(&sender, relay.spool.now_ms());
+    }
     writes.spawn(async move {
         let outcome = match options::at_intake(
             &relay.config,
@@ -56,6 +65,7 @@ pub(crate) async fn accept(relay: &Relay, incoming: Incoming) -> Result<bool, In
     let recipients = incoming.recipients.len();
     let datagram = NewDatagram {
         id,
+        id_origin: incoming.id_origin,
         originator: incoming.originator,
         recipients: incoming.recipients,
         options: incoming.options,

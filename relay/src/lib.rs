@@ -35,6 +35,7 @@ mod datagram;
 mod deliver;
 mod edge;
 mod hold;
+mod identity;
 mod intake;
 mod limits;
 mod mesh;

@@ -14,6 +14,7 @@
 //!   are then forwarded.
 
 use crate::datagram::{self, Request};
+use crate::identity::Sender;
 use crate::intake;
 use crate::server::Relay;
 use crate::tls;
@@ -87,21 +88,24 @@ fn bind(
 }
 
 /// The originator and recipient checks of a mesh `data` (spec-digest §8
-/// items 1, 3 and 5), against the domains bound on the channel.
+/// items 1, 3 and 5), against the domains bound on the channel. Returns
+/// the bound domain that authorizes the originator: its own domain, else
+/// (a trusted intermediary carrying another domain's data) the first such
+/// intermediary in name order.
 fn authorize_data(
     relay: &Relay,
     bound: &HashMap<u32, String>,
     originator: &str,
     recipients: &[String],
-) -> Result<(), (u16, String)> {
+) -> Result<String, (u16, String)> {
     if bound.is_empty() {
         return Err((537, "no data before a successful bind".into()));
     }
     let policy = &relay.config.mesh_policy;
     let intermediary = bound.values().any(|d| policy.is_trusted_intermediary(d));
     let origin = imxp_spool::record::domain_of(originator);
-    let bound_for_origin = bound.values().any(|d| d.eq_ignore_ascii_case(&origin));
-    if !bound_for_origin && (!intermediary || relay.config.serves(&origin)) {
+    let bound_for_origin = bound.values().find(|d| d.eq_ignore_ascii_case(&origin));
+    if bound_for_origin.is_none() && (!intermediary || relay.config.serves(&origin)) {
         return Err((537, format!("not bound for {origin}")));
     }
     if !intermediary
@@ -111,7 +115,15 @@ fn authorize_data(
     {
         return Err((537, format!("this relay does not relay to {foreign}")));
     }
-    Ok(())
+    Ok(match bound_for_origin {
+        Some(domain) => domain.to_ascii_lowercase(),
+        None => bound
+            .values()
+            .filter(|d| policy.is_trusted_intermediary(d))
+            .min()
+            .map(|d| d.to_ascii_lowercase())
+            .unwrap_or_default(),
+    })
 }
 
 async fn open(
@@ -172,14 +184,14 @@ async fn run_channel(
             Ok(Request::Data(incoming)) => {
                 match authorize_data(&relay, &bound, &incoming.originator, &incoming.recipients) {
                     Err(refusal) => Err(refusal),
-                    Ok(()) => {
+                    Ok(domain) => {
                         intake::spawn(
                             &writes,
                             &relay,
                             &handle,
                             msgno,
                             incoming,
-                            crate::options::Source::Mesh,
+                            Sender::Relay { domain },
                         );
                         continue;
                     }

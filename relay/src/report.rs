@@ -432,6 +432,9 @@ impl Reporter {
         let payload = Bytes::from(data.to_payload(&content));
         let incoming = Incoming {
             id,
+            // Derived, so the same report queued twice across a crash is a
+            // duplicate (see report_id).
+            id_origin: imxp_spool::IdOrigin::Derived,
             originator: datagram::key(&data.originator.identity),
             recipients: vec![to],
             payload,

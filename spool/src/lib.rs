@@ -41,6 +41,6 @@ pub use record::{
 };
 pub use retry::{Retry, RetryPolicy};
 pub use spool::{
-    Claim, Clock, CommitStats, Enqueued, HeldUsage, HoldPolicy, NewDatagram, Outcome, Pending,
-    Recorded, Spool, SpoolConfig,
+    Claim, Clock, CommitStats, Enqueued, HeldUsage, HoldPolicy, IdOrigin, NewDatagram, Outcome,
+    Pending, Recorded, Spool, SpoolConfig,
 };

@@ -23,10 +23,11 @@ pub const QUARANTINE_VERSION: u8 = 1;
 /// A datagram id: 16 bytes, shown as 32 lowercase hex digits.
 ///
 /// [`DatagramId::generate`] makes time-ordered ids (48-bit milliseconds since
-/// the UNIX epoch, then 80 random bits, like a ULID). The id is also the
-/// dedup key: a relay that receives a datagram carrying an upstream id should
-/// derive the spool id from it (e.g. from the peer and the upstream id), so a
-/// resend after a crash maps to the same id.
+/// the UNIX epoch, then 80 random bits, like a ULID). An id derived from the
+/// sender's identity for a datagram is also its dedup key
+/// ([`crate::IdOrigin`]): a relay that receives a datagram carrying an
+/// upstream id derives the spool id from it (from the peer and the
+/// upstream id), so a resend after a lost answer maps to the same id.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub struct DatagramId([u8; 16]);
@@ -424,7 +425,7 @@ impl QueueOptions {
 /// A queued datagram's envelope: everything but the content.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
-    /// The id (also the dedup key).
+    /// The id (the dedup key when it was derived, [`crate::IdOrigin`]).
     pub id: DatagramId,
     /// The originator endpoint.
     pub originator: String,

@@ -156,8 +156,11 @@ impl Default for SpoolConfig {
 /// A datagram to enqueue.
 #[derive(Clone, Debug)]
 pub struct NewDatagram {
-    /// Its id (the dedup key).
+    /// Its id: derived from an identity the sender gives the datagram (see
+    /// [`IdOrigin::Derived`]), or generated ([`DatagramId::generate`]).
     pub id: DatagramId,
+    /// Where the id comes from, which decides whether it is a dedup key.
+    pub id_origin: IdOrigin,
     /// The originator endpoint.
     pub originator: String,
     /// Recipient endpoints (at least one; no NUL bytes).
@@ -166,6 +169,25 @@ pub struct NewDatagram {
     pub options: QueueOptions,
     /// The content, stored byte-exact.
     pub content: Vec<u8>,
+}
+
+/// Where a [`NewDatagram`]'s id comes from.
+///
+/// Content equality is not identity: two datagrams with the same text are
+/// two datagrams. Only an id derived from something a *retransmission* of
+/// the same datagram carries again (the previous hop's own id for it, or
+/// the Content-ID its originator gave it) may be used to recognise a
+/// duplicate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdOrigin {
+    /// Derived from the sender's identity for the datagram: remembered for
+    /// the dedup window, and a datagram with the same id within it is a
+    /// duplicate ([`Enqueued::Duplicate`]).
+    Derived,
+    /// Freshly generated: the datagram has no identity a resend would
+    /// repeat, so it is never recognised as a duplicate (at-least-once) and
+    /// its id is not remembered.
+    Generated,
 }
 
 /// The result of an enqueue.
@@ -815,7 +837,9 @@ fn enqueue_op(view: &mut View<'_>, d: NewDatagram, ctx: &Ctx<'_>) -> Result<Outp
         validate_endpoint(r)?;
     }
     let now = ctx.now_ms;
-    if let Some(seen) = view.get(Tree::Dedup, &keys::dedup_id(&d.id))?
+    let derived = d.id_origin == IdOrigin::Derived;
+    if derived
+        && let Some(seen) = view.get(Tree::Dedup, &keys::dedup_id(&d.id))?
         && let Ok(b) = <[u8; 8]>::try_from(seen.as_slice())
         && u64::from_be_bytes(b).saturating_add(ctx.dedup_window_ms) > now
     {
@@ -847,7 +871,9 @@ fn enqueue_op(view: &mut View<'_>, d: NewDatagram, ctx: &Ctx<'_>) -> Result<Outp
     };
     view.put(Tree::Content, d.id.as_bytes().to_vec(), d.content);
     write_envelope(view, &d.id, None, Some(&env))?;
-    remember(view, &d.id, now)?;
+    if derived {
+        remember(view, &d.id, now)?;
+    }
     Ok(Output::Enqueued(Enqueued::Queued(d.id)))
 }
 

@@ -54,6 +54,7 @@ fn run(kind: EngineKind) {
         spool
             .enqueue(NewDatagram {
                 id: id(n),
+                id_origin: imxp_spool::IdOrigin::Derived,
                 originator: "alice@a.example".into(),
                 recipients: vec![rcpt.into()],
                 options: QueueOptions::default(),

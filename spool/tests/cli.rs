@@ -42,6 +42,7 @@ fn make_spool(state: &Path, kind: EngineKind) {
         spool
             .enqueue(NewDatagram {
                 id: id(n),
+                id_origin: imxp_spool::IdOrigin::Derived,
                 originator: "alice@a.example".into(),
                 recipients: vec![rcpt.into()],
                 options: QueueOptions::default(),

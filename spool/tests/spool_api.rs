@@ -10,9 +10,9 @@ use imxp_spool::check::CheckReport;
 use imxp_spool::engine::{Batch, EngineKind, Tree};
 use imxp_spool::spool::Fix;
 use imxp_spool::{
-    Clock, DatagramId, Enqueued, Failure, FailureKind, HeldUsage, HoldPolicy, NewDatagram, Outcome,
-    QueueOptions, RecipientState, ReportState, RetryPolicy, Spool, SpoolConfig, SpoolError,
-    StateName,
+    Clock, DatagramId, Enqueued, Failure, FailureKind, HeldUsage, HoldPolicy, IdOrigin,
+    NewDatagram, Outcome, QueueOptions, RecipientState, ReportState, RetryPolicy, Spool,
+    SpoolConfig, SpoolError, StateName,
 };
 
 const T0: u64 = 1_800_000_000_000;
@@ -63,6 +63,7 @@ impl Env {
 fn datagram(id: DatagramId, rcpts: &[&str], options: QueueOptions) -> NewDatagram {
     NewDatagram {
         id,
+        id_origin: IdOrigin::Derived,
         originator: "alice@a.example".into(),
         recipients: rcpts.iter().map(|s| s.to_string()).collect(),
         options,
@@ -155,6 +156,30 @@ fn dedup_window(kind: EngineKind) {
     assert_eq!(spool.dedup_len().unwrap(), 0);
     assert_eq!(spool.enqueue(d).wait().unwrap(), Enqueued::Queued(id(1)));
     assert_eq!(spool.dedup_len().unwrap(), 1);
+    assert_clean(&spool);
+}
+
+/// A generated id is no dedup key: it is not remembered, so the index
+/// does not grow with datagrams that have no identity of their own, and a
+/// second datagram is queued even when its content is the same.
+fn generated_ids_are_not_remembered(kind: EngineKind) {
+    let env = Env::new(kind);
+    let spool = env.open();
+    let mut first = datagram(id(1), &["bob@b.example"], QueueOptions::default());
+    first.id_origin = IdOrigin::Generated;
+    let mut second = first.clone();
+    second.id = id(2);
+    assert_eq!(
+        spool.enqueue(first).wait().unwrap(),
+        Enqueued::Queued(id(1))
+    );
+    assert_eq!(
+        spool.enqueue(second).wait().unwrap(),
+        Enqueued::Queued(id(2))
+    );
+    assert_eq!(spool.dedup_len().unwrap(), 0);
+    assert!(!spool.seen(id(1)).unwrap());
+    assert_eq!(spool.len().unwrap(), 2);
     assert_clean(&spool);
 }
 
@@ -902,6 +927,7 @@ macro_rules! both_engines {
 both_engines!(
     enqueue_get_content_due,
     dedup_window,
+    generated_ids_are_not_remembered,
     deliver_defer_expire_report,
     permanent_failure_without_report_removes,
     delivery_report_owed_until_confirmed,

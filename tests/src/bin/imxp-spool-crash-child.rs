@@ -30,6 +30,7 @@ fn datagram(spool: &Spool) -> NewDatagram {
     let id = DatagramId::generate(spool.now_ms());
     NewDatagram {
         id,
+        id_origin: imxp_spool::IdOrigin::Derived,
         originator: "crash@a.example".into(),
         recipients: vec![RECIPIENT.into()],
         options: QueueOptions::default(),
