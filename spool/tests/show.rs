@@ -38,6 +38,7 @@ fn the_last_error_of_a_recipient_is_printed_once() {
                 recipients: vec!["bob@b.example".into(), "carol@c.example".into()],
                 options: QueueOptions::default(),
                 content: b"Content-Type: text/plain\r\n\r\nhi".to_vec(),
+                id_origin: imxp_spool::IdOrigin::Generated,
             })
             .wait()
             .unwrap();
