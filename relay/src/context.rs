@@ -43,6 +43,23 @@ pub(crate) struct Context {
     next_session: AtomicU64,
 }
 
+/// How one reload ([`Context::reload`]) went, part by part. A part that
+/// failed to load keeps its old value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReloadOutcome {
+    /// The TLS material: replaced, or why it was kept.
+    pub tls: Result<(), String>,
+    /// The users file: how many users it has now, or why it was kept.
+    pub users: Result<usize, String>,
+}
+
+impl ReloadOutcome {
+    /// Whether every part was replaced.
+    pub fn succeeded(&self) -> bool {
+        self.tls.is_ok() && self.users.is_ok()
+    }
+}
+
 /// The parts a [`Context`] is made of (see its fields).
 pub(crate) struct Parts {
     pub(crate) config: Arc<Config>,
@@ -77,16 +94,30 @@ impl Context {
     }
 
     /// Re-reads the TLS material and the users file (SIGHUP). Each part
-    /// that fails to load is logged and keeps its old value.
-    pub(crate) fn reload(&self) {
-        match self.tls.reload(&self.config) {
-            Ok(()) => tracing::info!("TLS certificates, keys and trust anchors reloaded"),
-            Err(error) => tracing::error!(%error, "TLS reload failed; keeping the old material"),
-        }
-        match self.sasl.reload() {
-            Ok(users) => tracing::info!(users, "users file reloaded"),
-            Err(error) => tracing::error!(%error, "users reload failed; keeping the old users"),
-        }
+    /// that fails to load is logged and keeps its old value; the outcome
+    /// says which parts were replaced.
+    pub(crate) fn reload(&self) -> ReloadOutcome {
+        let tls = match self.tls.reload(&self.config) {
+            Ok(()) => {
+                tracing::info!("TLS certificates, keys and trust anchors reloaded");
+                Ok(())
+            }
+            Err(error) => {
+                tracing::error!(%error, "TLS reload failed; keeping the old material");
+                Err(error.to_string())
+            }
+        };
+        let users = match self.sasl.reload() {
+            Ok(users) => {
+                tracing::info!(users, "users file reloaded");
+                Ok(users)
+            }
+            Err(error) => {
+                tracing::error!(%error, "users reload failed; keeping the old users");
+                Err(error.to_string())
+            }
+        };
+        ReloadOutcome { tls, users }
     }
 
     /// A new session number (attachments are owned by sessions).

@@ -21,10 +21,11 @@ use crate::tls::{TlsMaterial, TlsStore};
 use imxp_spool::{Clock, EngineKind, HoldPolicy, RetryPolicy, Spool, SpoolConfig};
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -137,7 +138,7 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RelayError> {
-    let reload = Arc::new(Notify::new());
+    let reload = Arc::new(Reload::new());
     let forward = sighup_forwarder(reload.clone())?;
     let result = run_with_reload(config, listeners, shutdown, reload).await;
     forward.abort();
@@ -145,7 +146,7 @@ pub async fn run(
 }
 
 /// Forwards SIGHUP to `reload`.
-fn sighup_forwarder(reload: Arc<Notify>) -> Result<tokio::task::JoinHandle<()>, RelayError> {
+fn sighup_forwarder(reload: Arc<Reload>) -> Result<tokio::task::JoinHandle<()>, RelayError> {
     let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(|source| RelayError::Io {
             what: "installing the SIGHUP handler".into(),
@@ -153,12 +154,86 @@ fn sighup_forwarder(reload: Arc<Notify>) -> Result<tokio::task::JoinHandle<()>, 
         })?;
     Ok(tokio::spawn(async move {
         while hangups.recv().await.is_some() {
-            reload.notify_one();
+            reload.request();
         }
     }))
 }
 
-/// Runs the relay until `shutdown` completes; each notification of
+pub use crate::context::ReloadOutcome;
+
+/// The reload switch of a running relay (what SIGHUP pulls): a
+/// [`Reload::request`] makes the relay re-read its TLS material and users
+/// file, and [`Reload::finished`] waits until a reload that began after
+/// the request has completed, with its [`ReloadOutcome`].
+///
+/// Requests made while a reload runs are served together by the next one.
+#[derive(Debug)]
+pub struct Reload {
+    /// Requests made so far (each request's ticket).
+    requested: AtomicU64,
+    /// Wakes the relay's reload task.
+    wake: Notify,
+    /// The highest ticket the last completed reload covers, and its
+    /// outcome (`None` before the first).
+    done: watch::Sender<(u64, Option<ReloadOutcome>)>,
+}
+
+impl Default for Reload {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Reload {
+    /// A switch nobody has pulled yet.
+    pub fn new() -> Self {
+        Self {
+            requested: AtomicU64::new(0),
+            wake: Notify::new(),
+            done: watch::Sender::new((0, None)),
+        }
+    }
+
+    /// Asks for a reload; returns the request's ticket for
+    /// [`Reload::finished`].
+    pub fn request(&self) -> u64 {
+        let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        self.wake.notify_one();
+        ticket
+    }
+
+    /// Waits until a reload that began after request `ticket` has
+    /// completed, and returns its outcome. Never returns if the relay is
+    /// not running.
+    pub async fn finished(&self, ticket: u64) -> ReloadOutcome {
+        let mut done = self.done.subscribe();
+        let reached = done
+            .wait_for(|(covered, _)| *covered >= ticket)
+            .await
+            .expect("the sender lives in self");
+        reached
+            .1
+            .clone()
+            .expect("a completed reload has an outcome")
+    }
+
+    /// Serves requests until `stop`: each wake-up runs one reload on
+    /// `ctx`, covering every request made before it began.
+    async fn serve(&self, ctx: &Context, stop: &CancellationToken) {
+        loop {
+            tokio::select! {
+                () = self.wake.notified() => {
+                    let covered = self.requested.load(Ordering::SeqCst);
+                    let outcome = ctx.reload();
+                    self.done.send_replace((covered, Some(outcome)));
+                }
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+}
+
+/// Runs the relay until `shutdown` completes; each [`Reload::request`] on
 /// `reload` re-reads the TLS material (certificates, keys, trust anchors)
 /// and the users file. Sessions already open are not touched; a part that
 /// fails to load is logged and keeps its old value.
@@ -166,7 +241,7 @@ pub async fn run_with_reload(
     config: Config,
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
-    reload: Arc<Notify>,
+    reload: Arc<Reload>,
 ) -> Result<(), RelayError> {
     std::fs::create_dir_all(&config.state_dir).map_err(|source| RelayError::Io {
         what: format!("creating {}", config.state_dir.display()),
@@ -293,14 +368,7 @@ pub async fn run_with_reload(
     {
         let ctx = ctx.clone();
         let stop = stop.clone();
-        tasks.spawn(async move {
-            loop {
-                tokio::select! {
-                    () = reload.notified() => ctx.reload(),
-                    () = stop.cancelled() => return,
-                }
-            }
-        });
+        tasks.spawn(async move { reload.serve(&ctx, &stop).await });
     }
     shutdown.await;
     tracing::info!("shutting down");

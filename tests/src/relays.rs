@@ -155,7 +155,7 @@ pub struct TestRelay {
     pub config_path: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), RelayError>>>,
-    reload: Arc<tokio::sync::Notify>,
+    reload: Arc<server::Reload>,
 }
 
 /// Logs to stderr when `IMXP_TEST_LOG` is set (a tracing filter, e.g.
@@ -250,7 +250,7 @@ impl TestRelay {
         let edge_address = edge.local_addr().expect("edge address");
         let mesh_address = mesh.local_addr().expect("mesh address");
         let (stop, stopped) = oneshot::channel::<()>();
-        let reload = Arc::new(tokio::sync::Notify::new());
+        let reload = Arc::new(server::Reload::new());
         let task = tokio::spawn(server::run_with_reload(
             config,
             Listeners {
@@ -276,9 +276,11 @@ impl TestRelay {
     }
 
     /// Asks the relay to reload its TLS material and users file (what
-    /// SIGHUP does to `imxpd`).
-    pub fn reload(&self) {
-        self.reload.notify_one();
+    /// SIGHUP does to `imxpd`) and returns once it has: the outcome says
+    /// which parts were replaced and which kept their old value.
+    pub async fn reload(&self) -> server::ReloadOutcome {
+        let ticket = self.reload.request();
+        self.reload.finished(ticket).await
     }
 
     /// Stops the relay gracefully and waits for it.

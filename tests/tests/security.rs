@@ -338,24 +338,19 @@ async fn reload_swaps_certificates_and_users_without_dropping_sessions() {
         ca.issue(&["b.test"], &dir);
         let config = imxp_relay::config::Config::load(&relay.config_path).unwrap();
         imxp_relay::auth::add_user(&config.users, "pebbles@b.test", "secret-pebbles").unwrap();
-        relay.reload();
+        let outcome = relay.reload().await;
+        assert_eq!(outcome.tls, Ok(()), "{outcome:?}");
+        assert!(outcome.users.is_ok(), "{outcome:?}");
 
-        // A new session sees the new certificate (the reload is
-        // asynchronous: poll, bounded).
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let client = Client::connect(options(&relay, &ca, "wilma@b.test", "secret-wilma"))
-                .await
-                .expect("login during the reload");
-            if client.connection().state().peer_certificates[0] != old_cert {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the reload never took effect: still the old certificate"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        // The reload has finished: a new session sees the new certificate.
+        let client = Client::connect(options(&relay, &ca, "wilma@b.test", "secret-wilma"))
+            .await
+            .expect("login after the reload");
+        assert_ne!(
+            client.connection().state().peer_certificates[0],
+            old_cert,
+            "the reload took effect"
+        );
         let fresh = Client::connect(options(&relay, &ca, "pebbles@b.test", "secret-pebbles"))
             .await
             .expect("the reloaded users file has pebbles");
@@ -374,10 +369,11 @@ async fn reload_swaps_certificates_and_users_without_dropping_sessions() {
         // A broken certificate file: the reload fails, the material stays.
         let cert_path = dir.join("b.test-cert.pem");
         std::fs::write(&cert_path, "not a certificate").unwrap();
-        relay.reload();
-        // Give the reload task a moment, then check nothing changed (a
-        // second connection gets the last good certificate).
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let outcome = relay.reload().await;
+        // The reload ran and failed for the certificate only (the users
+        // file is intact); a new connection gets the last good one.
+        assert!(outcome.tls.is_err(), "{outcome:?}");
+        assert!(outcome.users.is_ok(), "{outcome:?}");
         let after = Client::connect(options(&relay, &ca, "wilma@b.test", "secret-wilma"))
             .await
             .unwrap();
@@ -543,7 +539,7 @@ async fn start_with_config(
         async move {
             let _ = stopped.await;
         },
-        std::sync::Arc::new(tokio::sync::Notify::new()),
+        std::sync::Arc::new(imxp_relay::server::Reload::new()),
     ));
     (stop, mesh_address, task)
 }
