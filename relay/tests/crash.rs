@@ -26,6 +26,8 @@ fn free_port() -> u16 {
 
 struct Relay {
     config: std::path::PathBuf,
+    /// The state directory (spool, admin socket).
+    dir: std::path::PathBuf,
     edge: u16,
     mesh: u16,
 }
@@ -52,7 +54,12 @@ fn write_relay(dir: &Path, domain: &str, peer: &str, peer_mesh: u16, users: &[&s
     for user in users {
         imxp_relay::auth::add_user(&parsed.users, &format!("{user}@{domain}"), "secret").unwrap();
     }
-    Relay { config, edge, mesh }
+    Relay {
+        config,
+        dir: dir.to_owned(),
+        edge,
+        mesh,
+    }
 }
 
 /// A relay process, killed when dropped (also when the test fails).
@@ -92,6 +99,24 @@ async fn wait_listening(port: u16) {
     {
         assert!(Instant::now() < deadline, "relay did not start listening");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// How many datagrams the relay with state directory `dir` has in its
+/// spool, asked over its admin socket (what `imxp-spool list` shows).
+fn queued(dir: &Path) -> usize {
+    use imxp_spool::admin::{Filter, Reply, Request, Response};
+    let socket = dir.join(imxp_spool::admin::SOCKET_NAME);
+    let mut client =
+        imxp_spool::admin::Client::connect(&socket, Duration::from_secs(10)).expect("admin socket");
+    match client
+        .call(&Request::List {
+            filter: Filter::default(),
+        })
+        .expect("admin call")
+    {
+        Response::Ok(Reply::List { envelopes }) => envelopes.len(),
+        other => panic!("unexpected admin response {other:?}"),
     }
 }
 
@@ -227,9 +252,34 @@ async fn sigkill_in_flight_loses_nothing_and_duplicates_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Let resends settle, then check nothing arrived twice.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let received = received.lock().unwrap().clone();
+    // Resends are over once both spools are empty (A's last copies were
+    // answered by B, B's delivered to wilma).
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while queued(&a.dir) + queued(&b.dir) > 0 {
+        assert!(Instant::now() < deadline, "the spools never emptied");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A marker sent after that arrives after everything before it: once
+    // wilma's receiver has counted it, it has counted every earlier copy.
+    let marker_client = connect(a.edge, "fred@a.test").await;
+    marker_client
+        .attach(Endpoint::parse("fred/appl=marker@a.test").unwrap())
+        .await
+        .unwrap()
+        .send(
+            vec![Endpoint::parse("wilma@b.test").unwrap()],
+            "text/plain",
+            b"marker",
+        )
+        .await
+        .expect("A accepts the marker");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !received.lock().unwrap().contains_key("marker") {
+        assert!(Instant::now() < deadline, "the marker never arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut received = received.lock().unwrap().clone();
+    assert_eq!(received.remove("marker"), Some(1));
     let twice: Vec<_> = received.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "delivered more than once: {twice:?}");
     eprintln!(
