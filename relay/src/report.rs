@@ -37,6 +37,7 @@ use imxp_apex::processing::{self, Hop};
 use imxp_apex::{
     Content, Data, DataTiming, Destination, Domain, Endpoint, Reply, ReplyCode, StatusResponse,
 };
+use imxp_spool::Event;
 use imxp_spool::{DatagramId, Envelope, Failure, FailureKind, QueueOptions, RecipientState};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
@@ -443,7 +444,7 @@ impl Reporter {
             kind = ?report.kind,
             trans_id = report.status.trans_id,
             duplicate = !queued,
-            event = "reported"
+            event = Event::Reported.as_str()
         );
         Ok(())
     }
