@@ -31,6 +31,7 @@ use crate::route::{Route, Router};
 use bytes::Bytes;
 use imxp_apex::Hop;
 use imxp_beep::io::Response;
+use imxp_spool::Event;
 use imxp_spool::{Envelope, Failure, FailureKind, Outcome};
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,8 +105,13 @@ impl Deliverer {
                 let recipient = &envelope.recipients[index].endpoint;
                 let outcome = match self.access_check(&envelope.originator, recipient) {
                     Some(AccessHook::Service) => {
-                        crate::access::serve(&self.ctx, recipient, &envelope.originator, content)
-                            .await
+                        crate::access::service::serve(
+                            &self.ctx,
+                            recipient,
+                            &envelope.originator,
+                            content,
+                        )
+                        .await
                     }
                     Some(AccessHook::Blocked(outcome)) => outcome,
                     None => {
@@ -141,7 +147,7 @@ impl Deliverer {
         if self.ctx.access.permits_data(originator, recipient) {
             return None;
         }
-        tracing::info!(%originator, %recipient, event = "blocked", "core:data not granted");
+        tracing::info!(%originator, %recipient, event = Event::Blocked.as_str(), "core:data not granted");
         // Exactly what an endpoint that is not attached gets, so that a
         // report cannot tell the two apart.
         Some(AccessHook::Blocked(Outcome::Failed(Failure::new(

@@ -13,6 +13,7 @@ use crate::identity::Sender;
 use crate::options::{self, Source};
 use crate::refusal::Refusal;
 use imxp_beep::io::ChannelHandle;
+use imxp_spool::Event;
 use imxp_spool::{Enqueued, NewDatagram, Spool};
 use std::sync::Arc;
 use tokio_util::task::TaskTracker;
@@ -67,7 +68,7 @@ impl Intake {
                     .map(drop)
                     .map_err(|e| Refusal::aborted(e.0)),
                 Err(refusal) => {
-                    tracing::info!(id = %incoming.id, code = refusal.code.0, reason = %refusal.text, event = "refused");
+                    tracing::info!(id = %incoming.id, code = refusal.code.0, reason = %refusal.text, event = Event::Refused.as_str());
                     Err(refusal)
                 }
             };
@@ -90,11 +91,11 @@ impl Intake {
         };
         match self.spool.enqueue(datagram).await {
             Ok(Enqueued::Queued(_)) => {
-                tracing::info!(%id, recipients, event = "queued");
+                tracing::info!(%id, recipients, event = Event::Queued.as_str());
                 Ok(true)
             }
             Ok(Enqueued::Duplicate(_)) => {
-                tracing::info!(%id, event = "duplicate");
+                tracing::info!(%id, event = Event::Duplicate.as_str());
                 Ok(false)
             }
             Err(error) => {

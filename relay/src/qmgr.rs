@@ -13,6 +13,7 @@ use crate::context::Context;
 use crate::deliver::Deliverer;
 use crate::report::Reporter;
 use bytes::Bytes;
+use imxp_spool::Event;
 use imxp_spool::{Claim, DatagramId, Envelope, Outcome, Recorded, Spool};
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
@@ -136,7 +137,7 @@ impl Dispatcher {
             }
         };
         for &index in &claim.expired {
-            tracing::info!(%id, recipient = %claim.envelope.recipients[index].endpoint, event = "expired");
+            tracing::info!(%id, recipient = %claim.envelope.recipients[index].endpoint, event = Event::Expired.as_str());
         }
         if claim.attempt.is_empty() && claim.report_due.is_empty() && claim.transient_due.is_empty()
         {
@@ -305,7 +306,7 @@ impl Dispatcher {
         match self.spool.record(id, outcomes).await {
             Ok(Some(recorded)) => {
                 if recorded.removed {
-                    tracing::info!(%id, event = "removed");
+                    tracing::info!(%id, event = Event::Removed.as_str());
                 }
                 Some(recorded)
             }
@@ -346,15 +347,15 @@ impl Dispatcher {
 fn log_outcome(id: DatagramId, recipient: &str, outcome: &Outcome) {
     match outcome {
         Outcome::Delivered { via } => {
-            tracing::info!(%id, %recipient, via = via.as_deref().unwrap_or("-"), event = "delivered")
+            tracing::info!(%id, %recipient, via = via.as_deref().unwrap_or("-"), event = Event::Delivered.as_str())
         }
         Outcome::Deferred(failure) => {
-            tracing::info!(%id, %recipient, %failure, event = "deferred")
+            tracing::info!(%id, %recipient, %failure, event = Event::Deferred.as_str())
         }
         Outcome::Failed(failure) => {
-            tracing::info!(%id, %recipient, %failure, event = "failed")
+            tracing::info!(%id, %recipient, %failure, event = Event::Failed.as_str())
         }
-        Outcome::Held => tracing::info!(%id, %recipient, event = "held"),
+        Outcome::Held => tracing::info!(%id, %recipient, event = Event::Held.as_str()),
         Outcome::NotAttempted => {}
     }
 }
