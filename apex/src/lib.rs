@@ -8,7 +8,8 @@
 //!   [`Domain`] (FQDN or `[literal]`), RFC 3340 §2.2: subaddresses, the
 //!   reserved `apex=` services, comparison rules (§2.2.1), the `apex:` URL
 //!   form with %-encoding.
-//! * [`code`] — [`ReplyCode`], RFC 3340 §10 plus 350, 503, 551, 556.
+//! * [`code`] — [`ReplyCode`] (from `imxp-wire`, shared with BEEP), RFC 3340
+//!   §10 plus 350, 503, 551, 556; success is [`ReplyCode::APEX_OK`] (250).
 //! * One module per element (mini-redis `cmd/` style):
 //!   [`attach`] (§4.4.1), [`bind`] (§4.4.2), [`terminate`] (§4.4.3),
 //!   [`data`] (§4.4.4, with `originator`, `recipient`, `data-content` and
