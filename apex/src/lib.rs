@@ -29,8 +29,9 @@
 //! * [`limits`] — [`Limits`]: payload size, XML size and depth.
 //! * [`error`] — [`ApexError`], [`XmlError`], [`MimeError`], each with the
 //!   reply code to answer with.
-//! * `xml` (private) — the one bounded `application/beep+xml` reader: no
-//!   DOCTYPE, no entities but the predefined five, size and depth bounds.
+//! * `xml` (private) — the glue to the bounded `application/beep+xml`
+//!   reader of `imxp-wire` (no DOCTYPE, no entities but the predefined five,
+//!   size and depth bounds), the DTD checks, and the escaping writers.
 //!
 //! # Decisions where the RFCs are silent or inconsistent
 //!
@@ -105,6 +106,8 @@ pub mod status;
 pub mod terminate;
 pub mod trans_id;
 mod xml;
+
+use xml::DtdChecks as _;
 
 pub use address::{AddressError, Domain, Endpoint};
 pub use attach::Attach;

@@ -14,7 +14,7 @@ use crate::error::ApexError;
 use crate::mime;
 use crate::reply::parse_code;
 use crate::trans_id;
-use crate::xml::{self, Element};
+use crate::xml::{self, DtdChecks as _, Element};
 
 /// `<terminate transID='…' code='…' xml:lang='…'>text</terminate>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

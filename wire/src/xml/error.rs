@@ -2,6 +2,8 @@
 
 use thiserror::Error;
 
+use crate::ReplyCode;
+
 /// Why an `application/beep+xml` document was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
@@ -45,4 +47,17 @@ pub enum XmlError {
     /// processing instructions outside it.
     #[error("XML document must contain exactly one root element")]
     Root,
+}
+
+impl XmlError {
+    /// The reply code to refuse the document with when the refusal is a
+    /// transaction's outcome (RFC 3340 §10): 554, transaction failed, for a
+    /// size or depth limit (a policy, not a syntax matter); 500, general
+    /// syntax error, for everything else.
+    pub fn reply_code(&self) -> ReplyCode {
+        match self {
+            Self::TooLarge { .. } | Self::TooDeep { .. } => ReplyCode::TRANSACTION_FAILED,
+            _ => ReplyCode::SYNTAX_ERROR,
+        }
+    }
 }
