@@ -6,10 +6,18 @@
 //! headers (RFC 3862 §4.4), and for dates shown to operators.
 //!
 //! Instants outside the years 0000 to 9999 have no four-digit year; they
-//! are written as the nearest representable instant.
+//! are written as the nearest instant that has one
+//! ([`MIN_UNIX_MILLIS`], [`MAX_UNIX_MILLIS`]).
 
 use thiserror::Error;
-use time::{Date, Month, OffsetDateTime, PrimitiveDateTime};
+use time::{Date, Month, OffsetDateTime};
+
+/// 0000-01-01T00:00:00.000Z, the first instant with a four-digit year, in
+/// milliseconds since the Unix epoch.
+pub const MIN_UNIX_MILLIS: i64 = -62_167_219_200_000;
+/// 9999-12-31T23:59:59.999Z, the last millisecond with a four-digit year,
+/// in milliseconds since the Unix epoch.
+pub const MAX_UNIX_MILLIS: i64 = 253_402_300_799_999;
 
 /// Why a calendar date does not exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
@@ -74,10 +82,10 @@ pub fn display_millis(unix_millis: u64) -> String {
 }
 
 /// The instant `unix_nanos` nanoseconds after the epoch, clamped to the
-/// range `time` represents.
+/// years 0000 to 9999.
 fn utc(unix_nanos: i128) -> OffsetDateTime {
-    let min = PrimitiveDateTime::MIN.assume_utc().unix_timestamp_nanos();
-    let max = PrimitiveDateTime::MAX.assume_utc().unix_timestamp_nanos();
+    let min = i128::from(MIN_UNIX_MILLIS) * 1_000_000;
+    let max = i128::from(MAX_UNIX_MILLIS) * 1_000_000 + 999_999;
     OffsetDateTime::from_unix_timestamp_nanos(unix_nanos.clamp(min, max))
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
@@ -115,6 +123,13 @@ mod tests {
     fn clamps_instants_without_a_four_digit_year() {
         assert_eq!(rfc3339_millis(i64::MAX), "9999-12-31T23:59:59.999Z");
         assert_eq!(rfc3339_seconds(u64::MAX), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339_millis(i64::MIN), "0000-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_millis(MIN_UNIX_MILLIS), "0000-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_millis(MAX_UNIX_MILLIS), "9999-12-31T23:59:59.999Z");
+        assert_eq!(
+            rfc3339_millis(MIN_UNIX_MILLIS - 1),
+            rfc3339_millis(MIN_UNIX_MILLIS)
+        );
     }
 
     #[test]
