@@ -92,6 +92,7 @@ pub mod bind;
 pub mod code;
 pub mod data;
 pub mod error;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hop_id;
