@@ -397,12 +397,13 @@ impl Start {
 
 impl Close {
     /// The close request as an `application/beep+xml` payload.
+    ///
+    /// `number` is always written, `number='0'` for a release too: the
+    /// DTD's default (RFC 3080 §2.3.1.3, §7.1) makes it optional, but some
+    /// implementations refuse or mishandle a `<close>` without it, so we
+    /// are conservative in what we send (RFC 1122 §1.2.2).
     pub fn to_payload(&self) -> Vec<u8> {
-        let number = if self.number == 0 {
-            String::new()
-        } else {
-            format!("number='{}' ", self.number)
-        };
+        let number = format!("number='{}' ", self.number);
         let lang = self
             .lang
             .as_ref()
@@ -486,8 +487,15 @@ mod tests {
             diagnostic: String::new(),
         };
         assert_eq!(close.to_payload().len(), 71);
+        // The RFC's release (60 octets) leaves `number` to its default; we
+        // write `number='0'` (11 octets more) for peers that need it.
         let release = Close { number: 0, ..close };
-        assert_eq!(release.to_payload().len(), 60);
+        assert_eq!(release.to_payload().len(), 71);
+        assert!(
+            String::from_utf8(release.to_payload())
+                .unwrap()
+                .contains("<close number='0' code='200' />")
+        );
         assert_eq!(ok_payload().len(), 46);
         assert_eq!(
             ErrorReply::new(ReplyCode::ACTION_NOT_TAKEN, "still working")

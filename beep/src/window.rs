@@ -6,6 +6,9 @@
 //! consumed yet occupy it. A SEQ is due when the right edge we could
 //! advertise has moved by at least half the buffer, so a fast sender always
 //! has at least half a buffer of credit, and the right edge never moves left.
+//!
+//! Send side: we never send past the edge the peer advertised last, even
+//! one that moved left (RFC 1122 §4.2.2.16 robustness).
 
 /// The window every channel starts with, in both directions (RFC 3081 §3.1).
 pub const INITIAL_WINDOW: u32 = 4096;
@@ -139,9 +142,13 @@ impl SendWindow {
         self.next = self.next.wrapping_add(size);
     }
 
-    /// Applies a SEQ from the peer (RFC 3081 §3.1.3). A right edge that
-    /// would move left is ignored (the window never shrinks, RFC 1122
-    /// §4.2.2.16); an ackno beyond what we sent is a violation.
+    /// Applies a SEQ from the peer (RFC 3081 §3.1.3): the right edge is
+    /// the one most recently advertised, even when it moves left. RFC 3081
+    /// §3.1.4 follows RFC 1122 §4.2.2.16, where a receiver should not
+    /// shrink its window but a sender must be robust against it: we never
+    /// send past the current edge, and with the edge behind what we already
+    /// sent we send nothing until a SEQ opens the window again. An ackno
+    /// beyond what we sent is a violation.
     pub(crate) fn update(&mut self, ackno: u32, window: u32) -> Result<(), WindowViolation> {
         if serial_lt(self.next, ackno) {
             return Err(WindowViolation::AckBeyondSent {
@@ -149,10 +156,7 @@ impl SendWindow {
                 sent: self.next,
             });
         }
-        let edge = ackno.wrapping_add(window);
-        if serial_lt(self.right_edge, edge) {
-            self.right_edge = edge;
-        }
+        self.right_edge = ackno.wrapping_add(window);
         Ok(())
     }
 }
@@ -221,12 +225,14 @@ mod tests {
     }
 
     #[test]
-    fn send_window_never_shrinks_and_checks_ackno() {
+    fn send_window_follows_the_latest_edge_and_checks_ackno() {
         let mut window = SendWindow::new();
         window.consume(1000);
         assert_eq!(window.available(), 3096);
         window.update(1000, 100).unwrap();
-        assert_eq!(window.available(), 3096, "shrinking SEQ ignored");
+        assert_eq!(window.available(), 100, "a shrinking SEQ is obeyed");
+        window.update(0, 512).unwrap();
+        assert_eq!(window.available(), 0, "edge behind what was sent: wait");
         window.update(1000, 10_000).unwrap();
         assert_eq!(window.available(), 10_000);
         assert_eq!(

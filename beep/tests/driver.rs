@@ -6,7 +6,7 @@
 mod run;
 
 use bytes::Bytes;
-use imxp_beep::io::{Connection, DriverConfig, DriverError, Response, TlsSetup};
+use imxp_beep::io::{Connection, DriverConfig, DriverError, ReleaseError, Response, TlsSetup};
 use imxp_beep::tuning::sasl::{
     AuthContext, PlainClient, PlainServer, SaslServer, SaslServerFactory,
 };
@@ -81,7 +81,9 @@ async fn plain_echo_with_pipelining_and_100k_messages() {
     .await
     .expect("bounded")
     .unwrap();
-    assert_eq!(result, (40, 0));
+    assert_eq!((result.passed, result.failed), (40, 0));
+    assert!(result.exchange_error.is_none(), "{result:?}");
+    assert!(result.release.is_ok(), "{result:?}");
 }
 
 #[tokio::test]
@@ -94,7 +96,9 @@ async fn tls_tuned_echo_with_pipelining_and_100k_messages() {
         .await
         .expect("bounded")
         .unwrap();
-    assert_eq!(result, (40, 0));
+    assert_eq!((result.passed, result.failed), (40, 0));
+    assert!(result.exchange_error.is_none(), "{result:?}");
+    assert!(result.release.is_ok(), "{result:?}");
 }
 
 #[tokio::test]
@@ -255,4 +259,184 @@ async fn a_reader_that_does_not_read_makes_the_sender_wait() {
     );
     assert!(accepted < 16 * 1024 * 1024, "{accepted} octets accepted");
     let _ = hold_tx.send(());
+}
+
+/// How the scripted listener answers the release (`<close number='0'>`).
+#[derive(Clone, Copy)]
+enum AtRelease {
+    /// With `ERR … <error code='501'>` (one independent implementation).
+    Decline,
+    /// By closing the TCP connection (another one).
+    Drop,
+}
+
+/// An echo listener on the sans-IO session, driven by hand over TCP, that
+/// answers everything like ours except the release.
+async fn listener_failing_release(at_release: AtRelease) -> String {
+    use bytes::BytesMut;
+    use imxp_beep::frame::{self, DataHeader, Frame, Keyword};
+    use imxp_beep::{Event, Session};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut config = Config::new(Role::Listener);
+        config.profiles.push(ECHO.into());
+        let now = std::time::Instant::now();
+        let mut session = Session::new(config, now);
+        // Octets this listener sent on channel 0 (the seqno of an injected ERR).
+        let mut zero_seqno = 0u32;
+        let mut input = BytesMut::new();
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            while let Some(event) = session.poll_event() {
+                match event {
+                    Event::StartRequested(request) => session
+                        .accept_start(request.channel, request.profiles[0].clone())
+                        .unwrap(),
+                    Event::Message {
+                        channel,
+                        msgno,
+                        payload,
+                    } => {
+                        session.consumed(channel, payload.len());
+                        session.send_rpy(channel, msgno, payload).unwrap();
+                    }
+                    _ => {}
+                }
+            }
+            let mut out = BytesMut::new();
+            while session.poll_transmit(&mut out) {}
+            let mut copy = out.clone();
+            while let Some(frame) = frame::decode(&mut copy, 1 << 24).unwrap() {
+                if let Frame::Data(data) = frame
+                    && data.header.channel == 0
+                {
+                    zero_seqno += data.header.size;
+                }
+            }
+            stream.write_all(&out).await.unwrap();
+            let n = stream.read(&mut buffer).await.unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+            input.extend_from_slice(&buffer[..n]);
+            while let Some(frame) = frame::decode(&mut input, 1 << 24).unwrap() {
+                let release = match &frame {
+                    Frame::Data(data)
+                        if data.header.channel == 0
+                            && String::from_utf8_lossy(&data.payload)
+                                .contains("<close number='0'") =>
+                    {
+                        Some(data.header.msgno)
+                    }
+                    _ => None,
+                };
+                let Some(msgno) = release else {
+                    let mut bytes = BytesMut::new();
+                    frame::encode(&frame, &mut bytes);
+                    session.handle_input(now, &bytes).unwrap();
+                    continue;
+                };
+                match at_release {
+                    AtRelease::Drop => return,
+                    AtRelease::Decline => {
+                        let error = ErrorReply::new(
+                            ReplyCode::PARAMETER_SYNTAX_ERROR,
+                            "Malformed <close>: bad channel number",
+                        );
+                        let payload = error.to_payload();
+                        let mut out = BytesMut::new();
+                        frame::encode_data(
+                            &DataHeader {
+                                keyword: Keyword::Err,
+                                channel: 0,
+                                msgno,
+                                more: false,
+                                seqno: zero_seqno,
+                                size: payload.len() as u32,
+                                ansno: None,
+                            },
+                            &payload,
+                            &mut out,
+                        );
+                        zero_seqno += payload.len() as u32;
+                        stream.write_all(&out).await.unwrap();
+                    }
+                }
+            }
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn a_declined_release_keeps_the_counts_and_is_reported_as_such() {
+    let address = listener_failing_release(AtRelease::Decline).await;
+    let mut options = client_options(address);
+    options.size = 10 * 1024;
+    let outcome = tokio::time::timeout(Duration::from_secs(60), run::client(options))
+        .await
+        .expect("bounded")
+        .expect("messages were exchanged");
+    assert_eq!((outcome.passed, outcome.failed), (40, 0));
+    assert!(outcome.exchange_error.is_none(), "{outcome:?}");
+    let error = outcome.release.unwrap_err();
+    match &error {
+        DriverError::Release(ReleaseError::Declined(reply)) => {
+            assert_eq!(reply.code, ReplyCode::PARAMETER_SYNTAX_ERROR);
+        }
+        other => panic!("not a declined release: {other:?}"),
+    }
+    assert_eq!(
+        error.to_string(),
+        "session release failed: the peer declined: 501 Malformed <close>: bad channel number"
+    );
+}
+
+#[tokio::test]
+async fn a_peer_dropping_tcp_at_release_is_a_failed_release_not_a_lost_session() {
+    let address = listener_failing_release(AtRelease::Drop).await;
+    let mut options = client_options(address);
+    options.size = 10 * 1024;
+    let outcome = tokio::time::timeout(Duration::from_secs(60), run::client(options))
+        .await
+        .expect("bounded")
+        .expect("messages were exchanged");
+    assert_eq!((outcome.passed, outcome.failed), (40, 0));
+    assert!(outcome.exchange_error.is_none(), "{outcome:?}");
+    let error = outcome.release.unwrap_err();
+    assert!(
+        matches!(error, DriverError::Release(ReleaseError::PeerClosed)),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "session release failed: the peer closed the connection without answering"
+    );
+}
+
+#[tokio::test]
+async fn a_peer_closing_during_the_greeting_is_a_greeting_failure_not_tls() {
+    use tokio::io::AsyncReadExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        // Take the client's greeting, then close without greeting back.
+        let mut buffer = vec![0u8; 4096];
+        let _ = stream.read(&mut buffer).await;
+    });
+    let error = tokio::time::timeout(
+        Duration::from_secs(30),
+        run::client(client_options(address)),
+    )
+    .await
+    .expect("bounded")
+    .unwrap_err();
+    assert!(matches!(error, DriverError::Greeting(_)), "{error:?}");
+    let text = error.to_string();
+    assert!(text.starts_with("greeting exchange failed: "), "{text}");
+    assert!(!text.contains("TLS"), "no TLS was asked for: {text}");
 }

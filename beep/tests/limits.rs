@@ -45,7 +45,7 @@ fn an_idle_session_is_released_with_421() {
             .any(|e| matches!(e, Event::Released { local: true }))
     );
     let wire = String::from_utf8_lossy(&pair.wire.1);
-    assert!(wire.contains("<close code='421' />"), "{wire}");
+    assert!(wire.contains("<close number='0' code='421' />"), "{wire}");
 }
 
 #[test]

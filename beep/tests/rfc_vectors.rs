@@ -617,7 +617,15 @@ fn release_request_and_ok_match_the_rfc() {
         .handle_input(now, &super_listener_greeting())
         .unwrap();
     initiator.release(ReplyCode::BEEP_OK).unwrap();
-    assert_eq!(transmit(&mut initiator), turns[0].bytes);
+    // The same element as the RFC's `<close code='200' />`, with the
+    // DTD's default number written out (interoperability, issue 12).
+    let ours = transmit(&mut initiator);
+    let rfc = String::from_utf8(turns[0].bytes.clone()).unwrap();
+    assert!(rfc.contains("<close code='200' />"), "{rfc}");
+    let expected = rfc
+        .replace("<close code='200' />", "<close number='0' code='200' />")
+        .replace("MSG 0 1 . 52 60\r\n", "MSG 0 1 . 52 71\r\n");
+    assert_eq!(String::from_utf8(ours).unwrap(), expected);
     let mut listener = sasl_listener(false);
     listener.handle_input(now, &turns[0].bytes).unwrap();
     let ok = transmit(&mut listener);

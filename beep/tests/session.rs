@@ -454,7 +454,14 @@ fn release_closes_the_session_on_both_sides() {
     );
     assert!(pair.initiator.is_ended() && pair.listener.is_ended());
     let wire = String::from_utf8_lossy(&pair.wire.0);
-    assert!(wire.contains("<close code='200' />"));
+    // The app channel is closed first, then the session, with explicit numbers.
+    let channel = wire
+        .find("<close number='1' code='200' />")
+        .expect("channel closed");
+    let session = wire
+        .find("<close number='0' code='200' />")
+        .expect("released");
+    assert!(channel < session, "{wire}");
 }
 
 #[test]

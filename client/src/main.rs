@@ -21,8 +21,9 @@ use std::time::Duration;
     version,
     about = "Send and receive instant messages through an imxp (APEX) relay",
     long_about = "imxp is an APEX endpoint (RFC 3340): it connects to its domain's relay over BEEP, \
-protects the session with TLS, authenticates with SASL PLAIN, attaches as an endpoint, and \
-sends or receives datagrams.",
+protects the session with TLS, authenticates with SASL (SCRAM-SHA-256 by default; PLAIN, or \
+EXTERNAL with a client certificate: see --mechanism), attaches as an endpoint, and sends or \
+receives datagrams.",
     after_help = "Exit status: 0 success; 1 failure (connection, TLS, authentication, I/O); \
 2 usage error; 3 the relay refused the attach or the datagram.\n\n\
 Examples:\n  \

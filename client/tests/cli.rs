@@ -408,6 +408,9 @@ fn help_describes_the_commands() {
     ] {
         assert!(help.contains(expected), "{expected} missing from:\n{help}");
     }
+    // The default login is SCRAM-SHA-256, not PLAIN.
+    assert!(!help.contains("SASL PLAIN"), "{help}");
+    assert!(help.contains("SCRAM-SHA-256 by default"), "{help}");
     let output = Command::new(env!("CARGO_BIN_EXE_imxp"))
         .args([
             "--relay",

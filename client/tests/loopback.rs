@@ -385,6 +385,62 @@ async fn auto_ack_acknowledges_as_datagrams_are_handed_over() {
     .await;
 }
 
+/// A relay that delivers a datagram again (it stopped before recording
+/// the `ok`) repeats its hop identity: the attachment answers the repeat
+/// `<ok />` itself and hands over only what is new, even when the text is
+/// the same.
+#[tokio::test]
+async fn a_repeated_delivery_is_answered_but_not_handed_over_again() {
+    bounded(async {
+        let relay = FakeRelay::start().await;
+        let client = fred(&relay).await;
+        let seen = std::sync::Arc::new(imxp_client::SeenDeliveries::default());
+        let mut attachment = client
+            .attach_with(
+                endpoint("fred@example.com"),
+                AttachOptions {
+                    auto_ack: true,
+                    seen: seen.clone(),
+                    ..AttachOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+        let fred = endpoint("fred@example.com");
+        let delivery = |hop: u8, text: &str| {
+            let (mut data, content) = imxp_client::payload::text_data(
+                &endpoint("barney@example.org"),
+                std::slice::from_ref(&fred),
+                text,
+            );
+            imxp_apex::hop_id::set(&mut data, &[hop; 16]);
+            data.to_payload(&content)
+        };
+        let (answer, received) = tokio::join!(
+            relay.deliver_payload(&fred, delivery(1, "hello")),
+            attachment.next()
+        );
+        assert_eq!(support::reply_of(answer), Response::Ok);
+        assert_eq!(received.unwrap().hop_id, Some([1; 16]));
+        assert!(seen.contains(&[1; 16]));
+        // The same delivery again: answered, not handed over.
+        let again = relay.deliver_payload(&fred, delivery(1, "hello")).await;
+        assert_eq!(support::reply_of(again), Response::Ok);
+        // A new datagram with the same text is handed over, and it is the
+        // next thing the application sees.
+        let (answer, received) = tokio::join!(
+            relay.deliver_payload(&fred, delivery(2, "hello")),
+            attachment.next()
+        );
+        assert_eq!(support::reply_of(answer), Response::Ok);
+        let received = received.unwrap();
+        assert_eq!(received.hop_id, Some([2; 16]));
+        assert_eq!(received.text(), Some("hello"));
+        client.close().await.unwrap();
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn the_relay_ends_an_attachment() {
     bounded(async {

@@ -28,7 +28,8 @@ use std::path::{Path, PathBuf};
                   Without a subcommand the relay runs until SIGINT or SIGTERM."
 )]
 struct Cli {
-    /// Configuration file (TOML; see imxpd.toml(5)).
+    /// Configuration file (TOML; how to write one: README.md, section
+    /// "Quick start", "For production").
     #[arg(long, short, global = true, default_value = "/etc/imxp/imxpd.toml")]
     config: PathBuf,
     /// Development mode: serve `localhost` from a local state directory with

@@ -103,3 +103,17 @@ fn dev_mode_writes_a_valid_configuration_certificate_and_user() {
         assert!(state.join(file).exists(), "{file} written");
     }
 }
+
+#[test]
+fn help_points_at_documentation_that_exists() {
+    let output = imxpd().arg("--help").output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let help = String::from_utf8_lossy(&output.stdout);
+    // No manual pages yet: the README tells how to write the file.
+    assert!(!help.contains("imxpd.toml(5)"), "{help}");
+    assert!(help.contains("README.md"), "{help}");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    assert!(readme.contains("## Quick start"));
+    assert!(readme.contains("For production, write `/etc/imxp/imxpd.toml`"));
+}

@@ -74,8 +74,25 @@ pub struct ClientOptions {
     pub window: u32,
 }
 
-/// Runs the client; returns (passed, failed) message counts.
-pub async fn client(options: ClientOptions) -> Result<(usize, usize), DriverError> {
+/// What a client run exchanged, and how the session ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Messages whose echo matched byte for byte.
+    pub passed: usize,
+    /// Messages answered otherwise, or not answered.
+    pub failed: usize,
+    /// Why some messages were not answered (the session broke during the
+    /// exchange), if it did.
+    pub exchange_error: Option<DriverError>,
+    /// How the release went (RFC 3080 §2.4); a failure here loses nothing
+    /// that was exchanged.
+    pub release: Result<(), DriverError>,
+}
+
+/// Runs the client. Fails only if no message could be exchanged at all
+/// (connection, greeting, TLS); once messages flow, the counts are kept
+/// whatever happens to the session afterwards.
+pub async fn client(options: ClientOptions) -> Result<Outcome, DriverError> {
     let stream = TcpStream::connect(&options.address).await?;
     stream.set_nodelay(true)?;
     let mut config = Config::new(Role::Initiator);
@@ -89,47 +106,68 @@ pub async fn client(options: ClientOptions) -> Result<(usize, usize), DriverErro
         };
     }
     let (connection, _incoming, _task) = Connection::spawn(stream, driver);
+    connection.greeting(1).await?;
     if options.tls.is_some() {
         connection.start_tls().await?;
     }
     let mut workers = Vec::new();
     for worker in 0..options.channels.max(1) {
-        let channel = connection
-            .open_channel(vec![Profile::new(options.profile.clone())], None)
-            .await?;
+        let connection = connection.clone();
         let options = options.clone();
         workers.push(tokio::spawn(async move {
-            let mut passed = 0;
-            let mut failed = 0;
-            let mut in_flight = std::collections::VecDeque::new();
-            for i in 0..options.count {
-                let payload = pattern(worker, i, options.size);
-                in_flight.push_back((payload.clone(), channel.send(payload).await?));
-                if in_flight.len() >= options.pipeline.max(1) {
-                    let (sent, pending) = in_flight.pop_front().expect("non-empty");
-                    match pending.response().await? {
-                        Response::Reply(echo) if echo == sent => passed += 1,
-                        _ => failed += 1,
-                    }
-                }
-            }
-            for (sent, pending) in in_flight {
-                match pending.response().await? {
-                    Response::Reply(echo) if echo == sent => passed += 1,
-                    _ => failed += 1,
-                }
-            }
-            Ok::<_, DriverError>((passed, failed))
+            let mut counts = (0, 0);
+            let result = exchange(&connection, &options, worker, &mut counts).await;
+            // Messages never answered count as failed.
+            let unanswered = options.count.saturating_sub(counts.0 + counts.1);
+            (counts.0, counts.1 + unanswered, result.err())
         }));
     }
-    let mut totals = (0, 0);
+    let mut outcome = Outcome {
+        passed: 0,
+        failed: 0,
+        exchange_error: None,
+        release: Ok(()),
+    };
     for worker in workers {
-        let (passed, failed) = worker.await.map_err(|_| DriverError::Closed)??;
-        totals.0 += passed;
-        totals.1 += failed;
+        let (passed, failed, error) = worker.await.map_err(|_| DriverError::Closed)?;
+        outcome.passed += passed;
+        outcome.failed += failed;
+        outcome.exchange_error = outcome.exchange_error.or(error);
     }
-    connection.release().await?;
-    Ok(totals)
+    outcome.release = connection.release().await;
+    Ok(outcome)
+}
+
+/// One channel's messages; counts (passed, failed) as replies arrive.
+async fn exchange(
+    connection: &Connection,
+    options: &ClientOptions,
+    worker: usize,
+    counts: &mut (usize, usize),
+) -> Result<(), DriverError> {
+    let channel = connection
+        .open_channel(vec![Profile::new(options.profile.clone())], None)
+        .await?;
+    let mut in_flight = std::collections::VecDeque::new();
+    for i in 0..options.count {
+        let payload = pattern(worker, i, options.size);
+        in_flight.push_back((payload.clone(), channel.send(payload).await?));
+        if in_flight.len() >= options.pipeline.max(1) {
+            let (sent, pending) = in_flight.pop_front().expect("non-empty");
+            check(sent, pending.response().await?, counts);
+        }
+    }
+    for (sent, pending) in in_flight {
+        check(sent, pending.response().await?, counts);
+    }
+    Ok(())
+}
+
+fn check(sent: Bytes, response: Response, counts: &mut (usize, usize)) {
+    match response {
+        Response::Reply(echo) if echo == sent => counts.0 += 1,
+        _ => counts.1 += 1,
+    }
 }
 
 /// A recognizable payload: different per worker and message.

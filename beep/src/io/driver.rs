@@ -3,8 +3,8 @@
 
 use super::transport::Transport;
 use super::{
-    Channel, ChannelHandle, Command, DriverConfig, DriverError, IncomingMessage, ReplyKind,
-    Response, SessionState, TlsSetup,
+    Channel, ChannelHandle, Command, DriverConfig, DriverError, IncomingMessage, ReleaseError,
+    ReplyKind, Response, SessionState, TlsSetup,
 };
 use crate::mgmt::ErrorReply;
 use crate::reply_code::ReplyCode;
@@ -57,6 +57,9 @@ struct Driver {
     auth_failure_delay: Option<super::AuthFailureDelay>,
     /// No output is written before this instant (failed-auth slowdown).
     hold_until: Option<Instant>,
+    /// Why the session is ending although no protocol error occurred (a
+    /// refused greeting, a declined release): the driver's result.
+    failure: Option<DriverError>,
 }
 
 pub(crate) async fn run<S>(
@@ -94,6 +97,7 @@ where
         peer_identity: config.peer_identity,
         auth_failure_delay: config.auth_failure_delay,
         hold_until: None,
+        failure: None,
     };
     let result = driver
         .run(
@@ -101,9 +105,14 @@ where
             &mut command_rx,
             config.read_buffer,
         )
-        .await;
+        .await
+        .map_err(|error| driver.name_failure(error));
     let reason = result.as_ref().err().map(ToString::to_string);
-    driver.state.send_modify(|s| s.ended = Some(reason));
+    let error = result.as_ref().err().cloned();
+    driver.state.send_modify(|s| {
+        s.ended = Some(reason);
+        s.error = error;
+    });
     for entry in driver.channels.values() {
         entry.credit.close();
     }
@@ -138,7 +147,7 @@ impl Driver {
             }
             if self.session.is_ended() && self.out.is_empty() {
                 let _ = writer.shutdown().await;
-                return Ok(());
+                return self.failure.take().map_or(Ok(()), Err);
             }
             let deadline = self.session.poll_timeout();
             if self.hold_until.is_some_and(|until| until <= Instant::now()) {
@@ -160,9 +169,9 @@ impl Driver {
                     let n = read?;
                     if n == 0 {
                         if self.session.is_ended() {
-                            return Ok(());
+                            return self.failure.take().map_or(Ok(()), Err);
                         }
-                        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+                        return Err(DriverError::PeerClosed);
                     }
                     self.session.handle_input(Instant::now(), &buffer[..n])?;
                 }
@@ -179,6 +188,23 @@ impl Driver {
                     self.session.keepalive();
                 }
             }
+        }
+    }
+
+    /// Names the step during which `error` ended the session: a release
+    /// under way fails (and its caller learns why), a session that was
+    /// still waiting for the peer's greeting failed in the greeting
+    /// exchange. TLS failures name themselves.
+    fn name_failure(&mut self, error: DriverError) -> DriverError {
+        if let Some(done) = self.release.take() {
+            let error = DriverError::Release(ReleaseError::from_end(error));
+            let _ = done.send(Err(error.clone()));
+            return error;
+        }
+        match error {
+            DriverError::Tls(_) | DriverError::Greeting(_) => error,
+            error if self.session.awaiting_greeting() => DriverError::Greeting(Box::new(error)),
+            error => error,
         }
     }
 
@@ -426,8 +452,7 @@ impl Driver {
                 });
             }
             Event::GreetingRefused(error) => {
-                self.state
-                    .send_modify(|s| s.ended = Some(Some(format!("session refused: {error}"))));
+                self.failure = Some(DriverError::Greeting(Box::new(DriverError::Refused(error))));
             }
             Event::StartRequested(request) => {
                 let channel = request.channel;
@@ -517,8 +542,14 @@ impl Driver {
                 }
             }
             Event::CloseRefused { channel: 0, error } => {
+                // The application asked to release: the work done on the
+                // session stands, so end it cleanly (what is queued is
+                // still written) and report the release as failed.
                 if let Some(done) = self.release.take() {
-                    let _ = done.send(Err(DriverError::Refused(error)));
+                    let error = DriverError::Release(ReleaseError::Declined(error));
+                    let _ = done.send(Err(error.clone()));
+                    self.failure = Some(error);
+                    self.session.terminate();
                 }
             }
             Event::CloseRefused { channel, error } => {

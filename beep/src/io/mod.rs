@@ -44,9 +44,53 @@ pub enum DriverError {
     /// The TLS handshake failed.
     #[error("TLS handshake failed: {0}")]
     Tls(String),
+    /// The session ended before the peer's greeting arrived (RFC 3080
+    /// §2.3.1.1), for the reason given.
+    #[error("greeting exchange failed: {0}")]
+    Greeting(Box<Self>),
+    /// The peer closed the transport while the session was open.
+    #[error("the peer closed the connection")]
+    PeerClosed,
+    /// Releasing the session (RFC 3080 §2.4) failed. The driver ended the
+    /// session anyway, after everything exchanged before the release.
+    #[error("session release failed: {0}")]
+    Release(ReleaseError),
     /// The session has ended (released, refused, or the driver stopped).
     #[error("the session has ended")]
     Closed,
+}
+
+/// How a release (RFC 3080 §2.4) failed.
+#[derive(Debug, Clone, Error)]
+#[non_exhaustive]
+pub enum ReleaseError {
+    /// The peer answered a `<close>` (of channel 0, or of a channel closed
+    /// on the way) with an `<error>`.
+    #[error("the peer declined: {0}")]
+    Declined(ErrorReply),
+    /// The peer closed the transport instead of answering.
+    #[error("the peer closed the connection without answering")]
+    PeerClosed,
+    /// The peer did not answer within the close timeout.
+    #[error("no answer within the close timeout")]
+    Timeout,
+    /// Anything else that ended the session during the release.
+    #[error("{0}")]
+    Other(Box<DriverError>),
+}
+
+impl ReleaseError {
+    /// The release failure that `error`, ending the session while a
+    /// release was under way, amounts to.
+    pub(crate) fn from_end(error: DriverError) -> Self {
+        match error {
+            DriverError::PeerClosed => Self::PeerClosed,
+            DriverError::Session(SessionError::CloseTimeout) => Self::Timeout,
+            DriverError::Release(release) => release,
+            DriverError::Refused(error) => Self::Declined(error),
+            other => Self::Other(Box::new(other)),
+        }
+    }
 }
 
 impl From<std::io::Error> for DriverError {
@@ -191,6 +235,8 @@ pub struct SessionState {
     pub authenticated: Option<String>,
     /// The session has ended; with the reason if it was not a clean release.
     pub ended: Option<Option<String>>,
+    /// Why the session ended, when it was not a clean release.
+    pub error: Option<DriverError>,
 }
 
 pub(crate) enum Command {
@@ -337,9 +383,10 @@ impl Connection {
             .wait_for(|s| s.greetings >= count || s.ended.is_some())
             .await
             .map_err(|_| DriverError::Closed)?;
-        match (&state.greeting, &state.ended) {
-            (Some(greeting), None) => Ok(greeting.clone()),
-            (_, Some(Some(reason))) => Err(DriverError::Tls(reason.clone())),
+        match (&state.greeting, &state.ended, &state.error) {
+            (Some(greeting), None, _) => Ok(greeting.clone()),
+            // The error names the step that failed (greeting, TLS, …).
+            (_, _, Some(error)) => Err(error.clone()),
             _ => Err(DriverError::Closed),
         }
     }
@@ -386,7 +433,12 @@ impl Connection {
         )
     }
 
-    /// Releases the session (RFC 3080 §2.4) and waits for the peer's `<ok />`.
+    /// Releases the session (RFC 3080 §2.4): closes every open channel,
+    /// then channel 0 (`<close number='0' code='200' />`), waiting for each
+    /// `<ok />`. Whatever the answer, the session ends: when the peer
+    /// declines, closes the transport or does not answer, the driver ends
+    /// it cleanly (after writing what was queued) and this returns
+    /// [`DriverError::Release`].
     pub async fn release(&self) -> Result<(), DriverError> {
         flatten(self.command(|done| Command::Release { done }).await)
     }

@@ -240,8 +240,15 @@ impl Session {
         Ok(())
     }
 
-    /// Asks to release the whole session (close of channel 0, RFC 3080 §2.4).
-    /// `Event::Released` or `Event::CloseRefused { channel: 0, .. }` follows.
+    /// Asks to release the whole session (RFC 3080 §2.4), the way
+    /// long-lived implementations do: every open channel is closed first
+    /// with `code` (each `<close>` once our MSGs on it are acknowledged,
+    /// §2.3.1.3), and once all of them are closed, channel 0 is, with
+    /// `<close number='0' …>`. Start requests still awaiting the
+    /// application's decision are refused (550). `Event::Released` or
+    /// `Event::CloseRefused { channel: 0, .. }` follows; the latter also
+    /// when the peer declines to close one of the channels (after that
+    /// channel's own `CloseRefused`), and the session then stays open.
     pub fn release(&mut self, code: ReplyCode) -> Result<(), UserError> {
         self.check_open()?;
         if self.release_pending.is_some()
@@ -251,6 +258,13 @@ impl Session {
                 .any(|op| matches!(op, PendingOp::Release))
         {
             return Err(UserError::ChannelClosing(0));
+        }
+        let undecided: Vec<u32> = self.start_requests.keys().copied().collect();
+        for channel in undecided {
+            let _ = self.reject_start(
+                channel,
+                mgmt::ErrorReply::new(ReplyCode::ACTION_NOT_TAKEN, "the session is being released"),
+            );
         }
         self.release_pending = Some(code);
         self.pump();

@@ -564,8 +564,13 @@ impl Session {
                 }
                 self.events.push_back(Event::CloseRefused {
                     channel: number,
-                    error,
+                    error: error.clone(),
                 });
+                // A channel that stays open stops the release that closed it.
+                if self.release_pending.take().is_some() {
+                    self.events
+                        .push_back(Event::CloseRefused { channel: 0, error });
+                }
                 Ok(())
             }
             (PendingOp::Release, Reply::Ok) => {
@@ -871,7 +876,28 @@ impl Session {
                 );
             }
         }
-        if let Some(code) = self.release_pending
+        let Some(code) = self.release_pending else {
+            return;
+        };
+        // Channels first (RFC 3080 §2.4 as long-lived peers do it): every
+        // channel not already closing gets a close of its own, including
+        // channels whose start completed after `release` was called.
+        for channel in self.channels.values_mut() {
+            if channel.number != 0
+                && channel.local_close == LocalClose::None
+                && channel.remote_close.is_none()
+                && !channel.close_accepted
+            {
+                channel.local_close = LocalClose::Pending {
+                    code,
+                    diagnostic: String::new(),
+                };
+            }
+        }
+        self.pump_closes();
+        let only_zero = self.channels.keys().all(|&number| number == 0);
+        if only_zero
+            && self.starting.is_empty()
             && self.channels.values().all(Channel::all_acknowledged)
         {
             self.release_pending = None;

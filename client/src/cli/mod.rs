@@ -10,6 +10,7 @@ pub(crate) mod options;
 pub(crate) mod output;
 pub(crate) mod protect;
 pub(crate) mod send;
+pub(crate) mod wait;
 
 use anyhow::{Context as _, Result, bail};
 use imxp_apex::Endpoint;

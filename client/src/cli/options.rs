@@ -26,6 +26,42 @@ impl From<HopArg> for TargetHop {
     }
 }
 
+/// One option added to a datagram that reports may answer, by its transID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Asked {
+    /// The option's transID, which its reports carry (RFC 3340 §5.1).
+    pub(crate) trans_id: u32,
+    /// Which option.
+    pub(crate) kind: AskedKind,
+}
+
+/// The options that reports answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AskedKind {
+    /// `statusRequest` for these relays (RFC 3340 §5.1).
+    Status(TargetHop),
+    /// `dataTiming` (RFC 3342 §2).
+    Timing(DataTiming),
+    /// `dataHopping` (RFC 3342 §4).
+    Hopping(DataHopping),
+}
+
+impl std::fmt::Display for Asked {
+    /// `statusRequest transID=… targetHop=…`, `dataTiming transID=… <…/>`, …
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let id = self.trans_id;
+        match &self.kind {
+            AskedKind::Status(hop) => {
+                write!(f, "statusRequest transID={id} targetHop={}", hop.as_str())
+            }
+            AskedKind::Timing(timing) => write!(f, "dataTiming transID={id} {}", timing.to_xml()),
+            AskedKind::Hopping(hopping) => {
+                write!(f, "dataHopping transID={id} {}", hopping.to_xml())
+            }
+        }
+    }
+}
+
 /// Delivery options of `imxp send`.
 #[derive(Debug, Clone, Default, Args)]
 pub(crate) struct DeliveryOptions {
@@ -60,19 +96,19 @@ pub(crate) struct DeliveryOptions {
 
 impl DeliveryOptions {
     /// Adds the options asked for to `data`, each with a fresh transID;
-    /// returns what was asked, one line each (`statusRequest transID=…`),
-    /// so that reports can be matched to it.
-    pub(crate) fn apply(&self, data: &mut Data) -> Vec<String> {
+    /// returns what was asked (displayed as `statusRequest transID=…`), so
+    /// that reports can be matched to it.
+    pub(crate) fn apply(&self, data: &mut Data) -> Vec<Asked> {
         let mut asked = Vec::new();
         if self.status_request {
             let trans_id = fresh_trans_id();
             let hop = self.hop.unwrap_or(HopArg::Final);
             data.options
                 .push(ApexOption::status_request(trans_id).target_hop(hop.into()));
-            asked.push(format!(
-                "statusRequest transID={trans_id} targetHop={}",
-                TargetHop::from(hop).as_str()
-            ));
+            asked.push(Asked {
+                trans_id,
+                kind: AskedKind::Status(hop.into()),
+            });
         }
         if self.deadline.is_some() || self.report_after.is_some() || self.return_trip.is_some() {
             let trans_id = fresh_trans_id();
@@ -83,7 +119,10 @@ impl DeliveryOptions {
                 report_errors: self.report_errors,
             };
             data.options.push(timing.to_option(trans_id));
-            asked.push(format!("dataTiming transID={trans_id} {}", timing.to_xml()));
+            asked.push(Asked {
+                trans_id,
+                kind: AskedKind::Timing(timing),
+            });
         }
         if let Some(hops) = self.hops {
             let trans_id = fresh_trans_id();
@@ -92,10 +131,10 @@ impl DeliveryOptions {
                 report_errors: self.report_errors,
             };
             data.options.push(hopping.to_option(trans_id));
-            asked.push(format!(
-                "dataHopping transID={trans_id} {}",
-                hopping.to_xml()
-            ));
+            asked.push(Asked {
+                trans_id,
+                kind: AskedKind::Hopping(hopping),
+            });
         }
         asked
     }
@@ -139,8 +178,9 @@ mod tests {
         }
         .apply(&mut d);
         assert_eq!(asked.len(), 3);
-        assert!(asked[0].starts_with("statusRequest transID="), "{asked:?}");
-        assert!(asked[0].ends_with("targetHop=all"));
+        let first = asked[0].to_string();
+        assert!(first.starts_with("statusRequest transID="), "{first}");
+        assert!(first.ends_with("targetHop=all"));
         let status = &d.options[0];
         assert!(status.is_internal("statusRequest"));
         assert_eq!(status.target_hop, TargetHop::All);

@@ -32,18 +32,44 @@ pub(crate) fn json_line(datagram: &Received) -> String {
         "base64": base64,
     });
     if let Some(status) = status_response(datagram) {
-        value["report"] = serde_json::json!({
-            "trans_id": status.trans_id,
-            "destinations": status.destinations.iter().map(|d| serde_json::json!({
-                "identity": d.identity.to_string(),
-                "code": d.reply.code.0,
-                "text": d.reply.text,
-            })).collect::<Vec<_>>(),
-        });
+        value["report"] = report_json(&status);
     }
     let mut line = value.to_string();
     line.push('\n');
     line
+}
+
+/// A report as JSON: transID and each destination's code and text.
+pub(crate) fn report_json(status: &StatusResponse) -> serde_json::Value {
+    serde_json::json!({
+        "trans_id": status.trans_id,
+        "destinations": status.destinations.iter().map(|d| serde_json::json!({
+            "identity": d.identity.to_string(),
+            "code": d.reply.code.0,
+            "text": d.reply.text,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// One `status: IDENTITY CODE TEXT` line per destination of a report (the
+/// text on one line).
+pub(crate) fn status_lines(status: &StatusResponse) -> String {
+    let mut lines = String::new();
+    for destination in &status.destinations {
+        let text = destination
+            .reply
+            .text
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let line = format!(
+            "status: {} {} {}",
+            destination.identity, destination.reply.code.0, text
+        );
+        lines.push_str(line.trim_end());
+        lines.push('\n');
+    }
+    lines
 }
 
 pub(crate) fn text_block(datagram: &Received) -> String {
@@ -60,20 +86,7 @@ pub(crate) fn text_block(datagram: &Received) -> String {
     }
     if let Some(status) = status_response(datagram) {
         block.push_str(&format!("report: transID={}\n", status.trans_id));
-        for destination in &status.destinations {
-            let text = destination
-                .reply
-                .text
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ");
-            let line = format!(
-                "status: {} {} {}",
-                destination.identity, destination.reply.code.0, text
-            );
-            block.push_str(line.trim_end());
-            block.push('\n');
-        }
+        block.push_str(&status_lines(&status));
     }
     block.push('\n');
     block.push_str(&content);

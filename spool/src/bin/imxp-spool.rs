@@ -464,14 +464,12 @@ fn print_show(env: &Envelope, now: u64) -> Result<()> {
         let detail = match &r.state {
             RecipientState::Queued { due_ms } => format!("due {}", fmt_ms(*due_ms)),
             RecipientState::InFlight { since_ms } => format!("since {}", fmt_ms(*since_ms)),
+            // The error is shown once, on the attempts line below.
             RecipientState::Deferred {
                 attempt,
                 next_due_ms,
-                last_error,
-            } => format!(
-                "attempt {attempt}, next {}, last error: {last_error}",
-                fmt_ms(*next_due_ms)
-            ),
+                ..
+            } => format!("attempt {attempt}, next {}", fmt_ms(*next_due_ms)),
             RecipientState::Held { since_ms, until_ms } => match until_ms {
                 Some(until) => format!(
                     "waiting for the endpoint since {}, until {}",
@@ -489,7 +487,7 @@ fn print_show(env: &Envelope, now: u64) -> Result<()> {
                         .unwrap_or_default()
                 )
             }
-            RecipientState::Failed { at_ms, error } => format!("at {}: {error}", fmt_ms(*at_ms)),
+            RecipientState::Failed { at_ms, .. } => format!("at {}", fmt_ms(*at_ms)),
         };
         writeln!(o, "  [{i}] {}  {}  ({detail})", r.endpoint, r.state.name())?;
         writeln!(
