@@ -12,7 +12,8 @@
 //!   numeric order).
 //! - [`retry`]: the retry policy as a pure function.
 //! - [`spool`]: [`Spool`]: open/lock/resume, group commit, transitions,
-//!   reads.
+//!   reads (one submodule each; see its Layout).
+//! - [`event`]: [`Event`], the names of datagram transitions in logs.
 //! - [`stats`]: counts by state, domain and age (qshape).
 //! - [`check`]: the integrity scan and its repairs.
 //! - [`dump`]: the portable export/import format.
@@ -20,13 +21,14 @@
 //!   server-side handler the relay wires to its Unix socket, and the client).
 //!
 //! The `imxp-spool` binary (postqueue + postsuper + postcat) lives in
-//! `src/bin/imxp-spool.rs`.
+//! `src/bin/imxp-spool/` (`main.rs`, one module per command).
 
 pub mod admin;
 pub mod check;
 pub mod dump;
 pub mod engine;
 pub mod error;
+pub mod event;
 pub mod keys;
 pub mod record;
 pub mod retry;
@@ -35,6 +37,7 @@ pub mod stats;
 
 pub use engine::{Engine, EngineError, EngineKind, Tree};
 pub use error::SpoolError;
+pub use event::Event;
 pub use record::{
     DatagramId, Envelope, Failure, FailureKind, QueueOptions, Recipient, RecipientState,
     ReportState, StateName,

@@ -1,0 +1,63 @@
+//! `stats`: counts by state, by destination domain and by age (qshape).
+
+use std::io::Write;
+
+use anyhow::{Result, bail};
+use clap::Args;
+use imxp_spool::admin::{Reply, Request};
+
+use crate::cli::Cli;
+use crate::mode::{IfMissing, Reach, connect};
+
+#[derive(Args, Debug)]
+pub(crate) struct StatsArgs {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(cli: &Cli, args: &StatsArgs) -> Result<()> {
+    let StatsArgs { json } = args;
+    let mut m = connect(cli, Reach::Either, IfMissing::Fail)?;
+    let Reply::Stats(s) = m.call(Request::Stats, None)? else {
+        bail!("unexpected reply");
+    };
+    if *json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        let mut o = std::io::stdout().lock();
+        writeln!(
+            o,
+            "datagrams {}  on hold {}  content {} bytes  quarantined {}  dedup ids {}",
+            s.datagrams, s.on_hold, s.content_bytes, s.quarantined, s.dedup_entries
+        )?;
+        let by_state: Vec<String> = s.by_state.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        writeln!(o, "recipients: {}", by_state.join("  "))?;
+        writeln!(o)?;
+        write!(o, "{:<28} {:>6}", "DOMAIN (pending by age)", "T")?;
+        for l in &s.age_labels {
+            write!(o, " {l:>9}")?;
+        }
+        writeln!(o)?;
+        write!(o, "{:<28} {:>6}", "TOTAL", s.by_age.iter().sum::<u64>())?;
+        for n in &s.by_age {
+            write!(o, " {n:>9}")?;
+        }
+        writeln!(o)?;
+        let mut domains: Vec<_> = s.by_domain.iter().collect();
+        domains.sort_by_key(|(d, st)| {
+            (
+                std::cmp::Reverse(st.by_age.iter().sum::<u64>()),
+                (*d).clone(),
+            )
+        });
+        for (d, st) in domains {
+            write!(o, "{d:<28} {:>6}", st.by_age.iter().sum::<u64>())?;
+            for n in &st.by_age {
+                write!(o, " {n:>9}")?;
+            }
+            writeln!(o)?;
+        }
+    }
+    Ok(())
+}

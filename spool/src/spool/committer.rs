@@ -1,0 +1,121 @@
+//! The committer thread (group commit): takes every queued [`Job`] (up to
+//! [`SpoolConfig::max_batch`]), applies them in order to one overlay
+//! ([`View`]), commits the batch with one durable [`Engine::commit`], and
+//! only then answers each job. A failed commit poisons the spool.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+
+use tokio::sync::watch;
+
+use super::SpoolConfig;
+use super::apply::{apply, quarantine_op};
+use super::op::{Ctx, Job, Op};
+use super::overlay::View;
+use crate::engine::{Engine, Tree};
+use crate::error::SpoolError;
+use crate::event::Event;
+
+#[allow(clippy::too_many_arguments)] // the committer's shared state, spelled out
+pub(super) fn committer_loop(
+    engine: &dyn Engine,
+    config: &SpoolConfig,
+    rx: &mpsc::Receiver<Job>,
+    changed: &watch::Sender<u64>,
+    poisoned: &AtomicBool,
+    commits: &AtomicU64,
+    operations: &AtomicU64,
+) {
+    let mut generation = 0u64;
+    let arrival = std::cell::Cell::new(0u64);
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < config.max_batch.max(1) {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        if poisoned.load(Ordering::Acquire) {
+            for job in jobs {
+                if let Some(r) = job.reply {
+                    let _ = r.send(Err(SpoolError::Poisoned));
+                }
+            }
+            continue;
+        }
+        let ctx = Ctx {
+            now_ms: config.clock.now_ms(),
+            retry: &config.retry,
+            dedup_window_ms: config.dedup_window_ms,
+            hold: &config.hold,
+            arrival: &arrival,
+            usage: HashMap::new(),
+        };
+        let mut view = View::new(engine);
+        let mut results = Vec::with_capacity(jobs.len());
+        let mut replies = Vec::with_capacity(jobs.len());
+        let mut wake = false;
+        let mut corrupt = Vec::new();
+        for job in jobs {
+            wake |= matches!(
+                job.op,
+                Op::Enqueue(_) | Op::Mutate { .. } | Op::Import { .. } | Op::Repair(_)
+            );
+            let r = apply(&mut view, job.op, &ctx);
+            view.finish_op(r.is_ok());
+            if let Err(SpoolError::Corrupt { id, reason }) = &r {
+                corrupt.push((*id, reason.clone()));
+            }
+            results.push(r);
+            replies.push(job.reply);
+        }
+        // Undecodable envelopes met by operations go to quarantine in the
+        // same commit.
+        for (id, reason) in corrupt {
+            let ok = quarantine_op(
+                &mut view,
+                Tree::Envelopes,
+                id.as_bytes(),
+                &reason,
+                ctx.now_ms,
+            );
+            view.finish_op(ok.is_ok());
+            tracing::warn!(%id, %reason, event = Event::Quarantined.as_str(), "datagram quarantined");
+        }
+        let batch = view.into_batch();
+        let outcome = if batch.is_empty() {
+            Ok(())
+        } else {
+            engine.commit(&batch)
+        };
+        match outcome {
+            Ok(()) => {
+                if !batch.is_empty() {
+                    commits.fetch_add(1, Ordering::Relaxed);
+                }
+                operations.fetch_add(results.len() as u64, Ordering::Relaxed);
+                for (r, reply) in results.into_iter().zip(replies) {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(r);
+                    }
+                }
+                if wake && !batch.is_empty() {
+                    generation += 1;
+                    changed.send_replace(generation);
+                }
+            }
+            Err(e) => {
+                // After a failed (possibly partial) durable commit nothing
+                // can be promised any more: refuse further writes.
+                poisoned.store(true, Ordering::Release);
+                let msg = e.to_string();
+                tracing::error!(error = %msg, "spool commit failed; spool poisoned");
+                for reply in replies.into_iter().flatten() {
+                    let _ = reply.send(Err(SpoolError::CommitFailed(msg.clone())));
+                }
+            }
+        }
+    }
+}
