@@ -8,8 +8,8 @@
 //! attached, delivered to and held for on its own.
 
 use imxp_beep::io::ChannelHandle;
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 /// Where an attachment was made: a session and a channel on it.
@@ -83,7 +83,7 @@ impl Attachments {
         per_session: usize,
         take_over: bool,
     ) -> Result<Option<Displaced>, AttachRefused> {
-        let mut inner = self.inner.lock().expect("attachments");
+        let mut inner = self.inner.lock();
         let current = inner.get(endpoint).map(|a| a.owner.session);
         if current.is_some() && !take_over {
             return Err(AttachRefused::Taken);
@@ -120,7 +120,7 @@ impl Attachments {
     /// Gives the attachments of `owner`'s channel their channel handle once
     /// the channel exists.
     pub(crate) fn activate(&self, owner: Owner, channel: &ChannelHandle) {
-        for attachment in self.inner.lock().expect("attachments").values_mut() {
+        for attachment in self.inner.lock().values_mut() {
             if attachment.owner == owner && attachment.channel.is_none() {
                 attachment.channel = Some(channel.clone());
             }
@@ -129,7 +129,7 @@ impl Attachments {
 
     /// Where to deliver to `endpoint` now.
     pub(crate) fn lookup(&self, endpoint: &str) -> Lookup {
-        match self.inner.lock().expect("attachments").get(endpoint) {
+        match self.inner.lock().get(endpoint) {
             None => Lookup::Detached,
             Some(Attachment { channel: None, .. }) => Lookup::Pending,
             Some(Attachment {
@@ -145,16 +145,13 @@ impl Attachments {
 
     /// Whether anyone is attached as `endpoint`.
     pub(crate) fn is_attached(&self, endpoint: &str) -> bool {
-        self.inner
-            .lock()
-            .expect("attachments")
-            .contains_key(endpoint)
+        self.inner.lock().contains_key(endpoint)
     }
 
     /// Ends the attachment made by `trans_id` on `owner`'s channel; returns
     /// the endpoint if there was one.
     pub(crate) fn terminate(&self, owner: Owner, trans_id: u32) -> Option<String> {
-        let mut inner = self.inner.lock().expect("attachments");
+        let mut inner = self.inner.lock();
         let endpoint = inner
             .iter()
             .find(|(_, a)| a.owner == owner && a.trans_id == trans_id)
@@ -169,18 +166,14 @@ impl Attachments {
     /// Ends every attachment of a channel (`channel = Some`) or of a whole
     /// session (`None`).
     pub(crate) fn end(&self, session: u64, channel: Option<u32>) {
-        self.inner
-            .lock()
-            .expect("attachments")
-            .retain(|endpoint, a| {
-                let ends =
-                    a.owner.session == session && channel.is_none_or(|c| a.owner.channel == c);
-                if ends {
-                    a.ended.cancel();
-                    tracing::info!(%endpoint, "detached");
-                }
-                !ends
-            });
+        self.inner.lock().retain(|endpoint, a| {
+            let ends = a.owner.session == session && channel.is_none_or(|c| a.owner.channel == c);
+            if ends {
+                a.ended.cancel();
+                tracing::info!(%endpoint, "detached");
+            }
+            !ends
+        });
     }
 
     /// True if `trans_id` names a live attachment on `owner`'s channel
@@ -188,7 +181,6 @@ impl Attachments {
     pub(crate) fn trans_id_in_use(&self, owner: Owner, trans_id: u32) -> bool {
         self.inner
             .lock()
-            .expect("attachments")
             .values()
             .any(|a| a.owner == owner && a.trans_id == trans_id)
     }
@@ -197,7 +189,6 @@ impl Attachments {
     pub(crate) fn on_channel(&self, owner: Owner) -> Vec<String> {
         self.inner
             .lock()
-            .expect("attachments")
             .iter()
             .filter(|(_, a)| a.owner == owner)
             .map(|(e, _)| e.clone())

@@ -7,6 +7,7 @@
 //! hop, with the content part carried octet for octet (DESIGN rule 3).
 
 use crate::identity::{self, Sender};
+use crate::refusal::Refusal;
 use bytes::Bytes;
 use imxp_apex::{
     Bind, Content, Data, Domain, Endpoint, ErrorReply, Hop, Limits, Operation, ReplyCode, Response,
@@ -16,9 +17,6 @@ use imxp_spool::{DatagramId, Failure, FailureKind, IdOrigin, QueueOptions};
 
 /// The APEX profile URI (RFC 3340 §4.2).
 pub(crate) const APEX_PROFILE: &str = "http://iana.org/beep/APEX";
-
-/// A `(reply code, text)` pair to answer with.
-pub(crate) type Refusal = (u16, String);
 
 /// A `data` accepted for intake.
 #[derive(Debug, Clone)]
@@ -78,14 +76,10 @@ fn limits(max_message_size: usize) -> Limits {
     Limits::default().with_max_payload(max_message_size)
 }
 
-fn refusal(error: &imxp_apex::ApexError) -> Refusal {
-    (error.reply_code().0, error.to_string())
-}
-
 /// Parses a MSG payload.
 pub(crate) fn parse_request(payload: &Bytes, max_message_size: usize) -> Result<Request, Refusal> {
-    let parsed =
-        Operation::parse_bytes(payload, &limits(max_message_size)).map_err(|e| refusal(&e))?;
+    let parsed = Operation::parse_bytes(payload, &limits(max_message_size))
+        .map_err(|e| Refusal::from(&e))?;
     Ok(match parsed.operation {
         Operation::Attach(attach) => attach_request(attach),
         Operation::Bind(bind) => Request::Bind {
@@ -98,7 +92,7 @@ pub(crate) fn parse_request(payload: &Bytes, max_message_size: usize) -> Result<
         Operation::Data(data) => {
             let content = parsed
                 .content
-                .ok_or_else(|| (500, "data without content".to_owned()))?;
+                .ok_or_else(|| Refusal::syntax("data without content"))?;
             let originator = key(&data.originator.identity);
             let recipients: Vec<String> = data.recipient_identities().map(key).collect();
             let (id, id_origin) = identity::identify(
@@ -138,13 +132,16 @@ fn attach_request(attach: imxp_apex::Attach) -> Request {
 
 /// Parses the init content of an APEX `<start>` (an attach or a bind).
 pub(crate) fn parse_init(init: &[u8]) -> Result<Request, Refusal> {
-    match Operation::parse_init(init).map_err(|e| refusal(&e))? {
+    match Operation::parse_init(init).map_err(|e| Refusal::from(&e))? {
         Operation::Attach(attach) => Ok(attach_request(attach)),
         Operation::Bind(bind) => Ok(Request::Bind {
             domain: bind.relay,
             trans_id: bind.trans_id,
         }),
-        other => Err((501, format!("{} cannot be init content", other.name()))),
+        other => Err(Refusal::parameter_syntax(format!(
+            "{} cannot be init content",
+            other.name()
+        ))),
     }
 }
 
@@ -173,10 +170,10 @@ fn wall_clock_ms() -> u64 {
 /// Parses a stored payload back into its `data` and content.
 pub(crate) fn parse_stored(stored: &Bytes) -> Result<(Data, Content), Refusal> {
     let parsed = Operation::parse_bytes(stored, &Limits::default().with_max_payload(usize::MAX))
-        .map_err(|e| refusal(&e))?;
+        .map_err(|e| Refusal::from(&e))?;
     parsed
         .into_data()
-        .ok_or_else(|| (500, "stored datagram is not a data".to_owned()))
+        .ok_or_else(|| Refusal::syntax("stored datagram is not a data"))
 }
 
 /// The new `data` for one transmission (RFC 3340 §4.4.4.1 steps 5.2 and
@@ -293,7 +290,12 @@ pub(crate) fn prepare(
         Err(error) => {
             fail_all(
                 &mut prepared,
-                Failure::new(FailureKind::Reply { code: 501 }, error.to_string()),
+                Failure::new(
+                    FailureKind::Reply {
+                        code: ReplyCode::PARAMETER_SYNTAX_ERROR.0,
+                    },
+                    error.to_string(),
+                ),
             );
             return Ok(prepared);
         }
@@ -317,7 +319,12 @@ pub(crate) fn prepare(
             Err(error) => {
                 fail_all(
                     &mut prepared,
-                    Failure::new(FailureKind::Reply { code: 501 }, error.to_string()),
+                    Failure::new(
+                        FailureKind::Reply {
+                            code: ReplyCode::PARAMETER_SYNTAX_ERROR.0,
+                        },
+                        error.to_string(),
+                    ),
                 );
                 return Ok(prepared);
             }
@@ -334,8 +341,8 @@ pub(crate) fn ok_payload() -> Bytes {
 }
 
 /// An ERR payload with an `<error>`.
-pub(crate) fn error_payload(code: u16, text: &str) -> Bytes {
-    Bytes::from(ErrorReply::new(ReplyCode(code), text).to_payload())
+pub(crate) fn error_payload(code: ReplyCode, text: &str) -> Bytes {
+    Bytes::from(ErrorReply::new(code, text).to_payload())
 }
 
 /// Answers MSG `msgno`: RPY `<ok />`, or ERR with the refusal.
@@ -346,7 +353,11 @@ pub(crate) async fn answer(
 ) -> Result<(), imxp_beep::io::DriverError> {
     match outcome {
         Ok(()) => handle.reply(msgno, ok_payload()).await,
-        Err((code, text)) => handle.reply_error(msgno, error_payload(code, &text)).await,
+        Err(refusal) => {
+            handle
+                .reply_error(msgno, error_payload(refusal.code, &refusal.text))
+                .await
+        }
     }
 }
 
@@ -355,9 +366,13 @@ pub(crate) fn ok_init() -> String {
     Response::Ok.to_xml()
 }
 
-/// An `<error>` as init reply.
-pub(crate) fn error_init(code: u16, text: &str) -> String {
-    ErrorReply::new(ReplyCode(code), text).to_xml()
+/// The reply to an init (an `attach` or `bind` in `<start>`): `<ok />`
+/// or the `<error>`.
+pub(crate) fn init_reply(outcome: Result<(), Refusal>) -> String {
+    match outcome {
+        Ok(()) => ok_init(),
+        Err(refusal) => ErrorReply::new(refusal.code, refusal.text).to_xml(),
+    }
 }
 
 /// A `bind` for init content.
@@ -378,10 +393,10 @@ pub(crate) fn bind_payload(domain: &str, trans_id: u32) -> Vec<u8> {
 
 /// Checks the init reply of a start: `<ok />` or an `<error>`.
 pub(crate) fn check_init_reply(init: Option<&[u8]>) -> Result<(), Refusal> {
-    let init = init.ok_or_else(|| (500, "the peer did not answer the init".to_owned()))?;
-    match Response::parse_init(init).map_err(|e| refusal(&e))? {
+    let init = init.ok_or_else(|| Refusal::syntax("the peer did not answer the init"))?;
+    match Response::parse_init(init).map_err(|e| Refusal::from(&e))? {
         Response::Ok => Ok(()),
-        Response::Error(error) => Err((error.code.0, error.text)),
+        Response::Error(error) => Err(Refusal::new(error.code, error.text)),
     }
 }
 
@@ -392,12 +407,12 @@ pub(crate) fn check_response(response: &imxp_beep::io::Response) -> Result<(), R
             payload
         }
         imxp_beep::io::Response::Answers(_) => {
-            return Err((500, "one-to-many answer to an APEX operation".to_owned()));
+            return Err(Refusal::syntax("one-to-many answer to an APEX operation"));
         }
     };
-    match Response::parse(payload).map_err(|e| refusal(&e))? {
+    match Response::parse(payload).map_err(|e| Refusal::from(&e))? {
         Response::Ok => Ok(()),
-        Response::Error(error) => Err((error.code.0, error.text)),
+        Response::Error(error) => Err(Refusal::new(error.code, error.text)),
     }
 }
 
@@ -414,7 +429,10 @@ pub(crate) async fn drain_outbound_channel(mut channel: Channel) {
                 channel
                     .reply_error(
                         message.msgno,
-                        error_payload(550, "this channel carries data to you only"),
+                        error_payload(
+                            ReplyCode::ACTION_NOT_TAKEN,
+                            "this channel carries data to you only",
+                        ),
                     )
                     .await
             }

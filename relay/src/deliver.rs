@@ -1,13 +1,15 @@
 //! Delivery workers: hand one datagram to its recipients of one
-//! destination domain and return a typed outcome per recipient. They never
-//! write the spool (DESIGN rule 4).
+//! destination domain and return a typed outcome per recipient. They hold
+//! no spool handle: the dispatcher ([`crate::qmgr`]) records what they
+//! return.
 //!
 //! * Local domain: a new `data` carrying only that recipient on the channel
 //!   of its attachment; success is the endpoint's `ok` (RFC 3340 §4.4.4.1
 //!   step 5.3). Not attached: dropped (failed), as RFC 3340 says for the
 //!   core service, unless the data asked `hold4Endpoint` (RFC 3342 §3):
-//!   then it is held for that exact endpoint ([`crate::hold`] delivers it
-//!   when the endpoint attaches; newer datagrams wait for that release).
+//!   then it is held for that exact endpoint (the dispatcher delivers it
+//!   when the endpoint attaches, [`crate::hold`]; newer datagrams wait for
+//!   that release).
 //!   If the attachment ends before the endpoint answers — another
 //!   application attached with `attachOverride` (RFC 3342 §1) — the data
 //!   goes to the new attachment.
@@ -21,14 +23,15 @@
 //! and `dataHopping` decremented on the way to a next relay (§4).
 
 use crate::attachments::Lookup;
+use crate::context::Context;
 use crate::datagram::{self, Prepared};
 use crate::outbound::Outbound;
 use crate::report::Reporter;
 use crate::route::{Route, Router};
-use crate::server::Relay;
 use bytes::Bytes;
 use imxp_apex::Hop;
 use imxp_beep::io::Response;
+use imxp_spool::Event;
 use imxp_spool::{Envelope, Failure, FailureKind, Outcome};
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,7 +48,7 @@ const PENDING_ATTACH_WAIT: Duration = Duration::from_secs(5);
 const MAX_HANDOVERS: u32 = 8;
 
 pub(crate) struct Deliverer {
-    relay: Arc<Relay>,
+    ctx: Arc<Context>,
     router: Router,
     outbound: Outbound,
     reporter: Arc<Reporter>,
@@ -53,13 +56,13 @@ pub(crate) struct Deliverer {
 
 impl Deliverer {
     pub(crate) fn new(
-        relay: Arc<Relay>,
+        ctx: Arc<Context>,
         router: Router,
         outbound: Outbound,
         reporter: Arc<Reporter>,
     ) -> Self {
         Self {
-            relay,
+            ctx,
             router,
             outbound,
             reporter,
@@ -76,9 +79,9 @@ impl Deliverer {
         recipients: &[String],
         hop: Hop,
     ) -> Result<Prepared, Failure> {
-        let elapsed = self.relay.spool.now_ms().saturating_sub(envelope.queued_ms);
+        let elapsed = self.ctx.now_ms().saturating_sub(envelope.queued_ms);
         let prepared = datagram::prepare(content, recipients, hop, elapsed, &envelope.id)
-            .map_err(|(code, text)| Failure::new(FailureKind::Reply { code }, text))?;
+            .map_err(|r| Failure::new(FailureKind::Reply { code: r.code.0 }, r.text))?;
         if prepared.report_transient {
             self.reporter
                 .send_transient(envelope, content, &prepared.recipients)
@@ -96,19 +99,19 @@ impl Deliverer {
         domain: &str,
         indexes: &[usize],
     ) -> Vec<(usize, Outcome)> {
-        if self.relay.config.serves(domain) {
+        if self.ctx.config.serves(domain) {
             let mut outcomes = Vec::new();
             for &index in indexes {
                 let recipient = &envelope.recipients[index].endpoint;
                 let outcome = match self.access_check(&envelope.originator, recipient) {
                     Some(AccessHook::Service) => {
-                        crate::access::serve(&self.relay, recipient, &envelope.originator, content)
+                        crate::access::serve(&self.ctx, recipient, &envelope.originator, content)
                             .await
                     }
                     Some(AccessHook::Blocked(outcome)) => outcome,
                     None => {
                         // Held datagrams for the endpoint go first.
-                        self.relay.release.idle(recipient).await;
+                        self.ctx.release.idle(recipient).await;
                         self.deliver_local(
                             envelope,
                             content,
@@ -136,10 +139,10 @@ impl Deliverer {
         if recipient.starts_with("apex=access@") {
             return Some(AccessHook::Service);
         }
-        if self.relay.access.permits_data(originator, recipient) {
+        if self.ctx.access.permits_data(originator, recipient) {
             return None;
         }
-        tracing::info!(%originator, %recipient, event = "blocked", "core:data not granted");
+        tracing::info!(%originator, %recipient, event = Event::Blocked.as_str(), "core:data not granted");
         // Exactly what an endpoint that is not attached gets, so that a
         // report cannot tell the two apart.
         Some(AccessHook::Blocked(Outcome::Failed(Failure::new(
@@ -183,7 +186,7 @@ impl Deliverer {
         let mut transient_sent = false;
         let mut started = None;
         loop {
-            let (channel, ended) = match self.relay.attachments.lookup(recipient) {
+            let (channel, ended) = match self.ctx.attachments.lookup(recipient) {
                 Lookup::Ready { channel, ended } => (channel, ended),
                 Lookup::Pending if waited < PENDING_ATTACH_WAIT => {
                     let step = Duration::from_millis(20);
@@ -237,7 +240,7 @@ impl Deliverer {
                     tokio::time::timeout_at(started + wait, &mut request).await
                 } => answered,
                 () = ended.cancelled() => {
-                    if !self.relay.attachments.is_attached(recipient) {
+                    if !self.ctx.attachments.is_attached(recipient) {
                         // Detached, not overridden: the request's own
                         // answer (or the session's end) decides.
                         tokio::time::timeout_at(started + wait, &mut request).await
@@ -257,9 +260,7 @@ impl Deliverer {
             };
             return match answered {
                 Ok(Ok(response)) => outcome_of(&response, Some("local".into())),
-                Ok(Err(_)) if hold && !self.relay.attachments.is_attached(recipient) => {
-                    Outcome::Held
-                }
+                Ok(Err(_)) if hold && !self.ctx.attachments.is_attached(recipient) => Outcome::Held,
                 Ok(Err(error)) => Outcome::Deferred(Failure::new(
                     FailureKind::Connect,
                     format!("{recipient}: {error}"),
@@ -312,14 +313,6 @@ impl Deliverer {
             timing,
             prepared.report_after_left_ms.map(Duration::from_millis),
         ))
-    }
-
-    /// After the spool recorded [`Outcome::Held`] for `endpoint`: if it
-    /// attached meanwhile (before the hold was durable), release it now.
-    pub(crate) fn held_recorded(&self, endpoint: &str) {
-        if self.relay.attachments.is_attached(endpoint) {
-            self.relay.release.request(endpoint);
-        }
     }
 
     /// Sends the transient (350) report for `recipient` (RFC 3342 §2.2.1).
@@ -427,8 +420,9 @@ enum AccessHook {
 fn outcome_of(response: &Response, via: Option<String>) -> Outcome {
     match datagram::check_response(response) {
         Ok(()) => Outcome::Delivered { via },
-        Err((code, text)) => {
-            let failure = Failure::new(FailureKind::Reply { code }, text);
+        Err(refusal) => {
+            let code = refusal.code.0;
+            let failure = Failure::new(FailureKind::Reply { code }, refusal.text);
             if (400..500).contains(&code) {
                 Outcome::Deferred(failure)
             } else {

@@ -20,7 +20,8 @@
 //!   `statusResponse`) never asks for a report, whatever options it has.
 
 use crate::config::Config;
-use crate::datagram::{Incoming, Refusal};
+use crate::datagram::Incoming;
+use crate::refusal::Refusal;
 use bytes::Bytes;
 use imxp_apex::processing::{self, Hop};
 use imxp_apex::{ApexOption, DataHopping, TargetHop};
@@ -65,8 +66,8 @@ pub(crate) fn at_intake(
         .iter()
         .find(|o| o.must_understand && applies_here(o) && !processing::understood(o))
     {
-        return Err((
-            processing::NOT_UNDERSTOOD.0,
+        return Err(Refusal::new(
+            processing::NOT_UNDERSTOOD,
             processing::not_understood_text(option),
         ));
     }
@@ -75,10 +76,14 @@ pub(crate) fn at_intake(
         ..QueueOptions::default()
     };
     let is_report = processing::is_report(data, &incoming.content);
-    let timing = data.data_timing().map_err(|e| (501, e.to_string()))?;
+    let timing = data
+        .data_timing()
+        .map_err(|e| Refusal::parameter_syntax(e.to_string()))?;
     if let Some((option, timing)) = timing.filter(|(o, _)| applies_here(o)) {
         if option.trans_id.is_none() && !is_report {
-            return Err((501, "the dataTiming option needs a transID".to_owned()));
+            return Err(Refusal::parameter_syntax(
+                "the dataTiming option needs a transID",
+            ));
         }
         if timing.no_later_than != 0 {
             options.deadline_ms = Some(now_ms + u64::from(timing.no_later_than));
@@ -91,7 +96,9 @@ pub(crate) fn at_intake(
             }
         }
     }
-    let hopping = data.data_hopping().map_err(|e| (501, e.to_string()))?;
+    let hopping = data
+        .data_hopping()
+        .map_err(|e| Refusal::parameter_syntax(e.to_string()))?;
     if let Some((option, hopping)) = hopping.filter(|(o, _)| applies_here(o)) {
         if hopping.no_more_than != 0 {
             options.hops_left = Some(u32::from(hopping.no_more_than));
@@ -111,7 +118,9 @@ pub(crate) fn at_intake(
         if let Some(request) = request
             && request.trans_id.is_none()
         {
-            return Err((501, "the statusRequest option needs a transID".to_owned()));
+            return Err(Refusal::parameter_syntax(
+                "the statusRequest option needs a transID",
+            ));
         }
         options.status_request = Some(
             request

@@ -9,8 +9,9 @@ use crate::route::Target;
 use imxp_beep::io::{ChannelHandle, Connection, DriverConfig, TlsSetup};
 use imxp_beep::{Config as SessionConfig, Profile, Role};
 use imxp_spool::{Failure, FailureKind};
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 
@@ -25,7 +26,7 @@ struct Pooled {
 pub(crate) struct Outbound {
     /// Per destination: a slot that serializes connecting.
     slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Pooled>>>>>,
-    tls: Arc<crate::server::TlsStore>,
+    tls: Arc<crate::tls::TlsStore>,
     tls_required: bool,
     bind_as: Vec<String>,
     connect_timeout: Duration,
@@ -34,7 +35,7 @@ pub(crate) struct Outbound {
 
 impl Outbound {
     pub(crate) fn new(
-        tls: Arc<crate::server::TlsStore>,
+        tls: Arc<crate::tls::TlsStore>,
         tls_required: bool,
         bind_as: Vec<String>,
         connect_timeout: Duration,
@@ -60,7 +61,6 @@ impl Outbound {
         let slot = self
             .slots
             .lock()
-            .expect("outbound slots")
             .entry(domain.to_owned())
             .or_default()
             .clone();
@@ -109,7 +109,7 @@ impl Outbound {
 
     /// Forgets the session to `domain` (after a transport failure).
     pub(crate) fn drop_session(&self, domain: &str) {
-        self.slots.lock().expect("outbound slots").remove(domain);
+        self.slots.lock().remove(domain);
     }
 
     async fn establish(
@@ -167,8 +167,8 @@ impl Outbound {
             .map_err(|e| Failure::new(FailureKind::Connect, format!("{address}: {e}")))?;
         datagram::check_init_reply(channel.init()).map_err(|e| {
             Failure::new(
-                FailureKind::Reply { code: e.0 },
-                format!("bind {first}: {}", e.1),
+                FailureKind::Reply { code: e.code.0 },
+                format!("bind {first}: {}", e.text),
             )
         })?;
         let handle = channel.handle();
@@ -182,8 +182,8 @@ impl Outbound {
                 .map_err(|e| Failure::new(FailureKind::Connect, format!("{address}: {e}")))?;
             datagram::check_response(&reply).map_err(|e| {
                 Failure::new(
-                    FailureKind::Reply { code: e.0 },
-                    format!("bind {domain}: {}", e.1),
+                    FailureKind::Reply { code: e.code.0 },
+                    format!("bind {domain}: {}", e.text),
                 )
             })?;
         }

@@ -1,14 +1,23 @@
-//! The queue manager: the one scheduler deciding what to try next (DESIGN
-//! rule 4). It wakes on new work (the spool's change notifications) and on
-//! the earliest due time, claims due datagrams, hands them to delivery
-//! with a bounded number in flight overall and per destination, and
-//! records the typed outcomes in the spool. Delivery never writes the spool.
+//! The dispatcher (the queue manager, in Postfix's words): the one place
+//! that decides what to try next and records what came of it. It claims
+//! due datagrams (woken by the spool's change notifications and by the
+//! earliest due time) and datagrams held for an endpoint that just
+//! attached (`hold4Endpoint`, RFC 3342 §3, requested through
+//! [`crate::hold::Release`]); hands them to delivery with a bounded
+//! number in flight overall and per destination; records the typed
+//! outcomes in the spool; and confirms the reports it had sent. Delivery
+//! returns outcomes and never touches the spool; new datagrams (reports)
+//! enter through intake like any other.
 
+use crate::context::Context;
 use crate::deliver::Deliverer;
 use crate::report::Reporter;
-use imxp_spool::{DatagramId, Outcome, Spool};
+use bytes::Bytes;
+use imxp_spool::Event;
+use imxp_spool::{Claim, DatagramId, Envelope, Outcome, Recorded, Spool};
+use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -17,9 +26,10 @@ use tokio_util::task::TaskTracker;
 /// Datagrams taken from the due index per scan.
 const SCAN_BATCH: usize = 1024;
 
-/// The scheduler's shared state.
-pub(crate) struct Scheduler {
+/// The dispatcher's state.
+pub(crate) struct Dispatcher {
     spool: Spool,
+    ctx: Arc<Context>,
     deliverer: Arc<Deliverer>,
     reporter: Arc<Reporter>,
     in_flight: Arc<Semaphore>,
@@ -30,32 +40,38 @@ pub(crate) struct Scheduler {
     finished: Notify,
 }
 
-impl Scheduler {
+impl Dispatcher {
     pub(crate) fn new(
         spool: Spool,
+        ctx: Arc<Context>,
         deliverer: Arc<Deliverer>,
         reporter: Arc<Reporter>,
-        max_in_flight: usize,
-        per_destination: usize,
     ) -> Arc<Self> {
+        let queue = &ctx.config.queue;
         Arc::new(Self {
+            in_flight: Arc::new(Semaphore::new(queue.max_in_flight)),
+            per_destination: queue.max_per_destination,
             spool,
+            ctx,
             deliverer,
             reporter,
-            in_flight: Arc::new(Semaphore::new(max_in_flight)),
-            per_destination,
             destinations: Mutex::new(HashMap::new()),
             busy: Mutex::new(HashSet::new()),
             finished: Notify::new(),
         })
     }
 
-    /// Runs until `shutdown`; then waits for deliveries in flight.
-    pub(crate) async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+    /// Runs until `stop`; then waits for the deliveries in flight.
+    pub(crate) async fn run(self: Arc<Self>, stop: CancellationToken) {
+        tokio::join!(self.clone().run_due(stop.clone()), self.run_releases(stop));
+    }
+
+    /// Due datagrams: scan, claim, deliver, record.
+    async fn run_due(self: Arc<Self>, stop: CancellationToken) {
         let tasks = TaskTracker::new();
         let mut changes = self.spool.subscribe();
         loop {
-            if shutdown.is_cancelled() {
+            if stop.is_cancelled() {
                 break;
             }
             let due = match self.spool.due_now(SCAN_BATCH) {
@@ -67,14 +83,16 @@ impl Scheduler {
             };
             let mut started = 0;
             for (_, id) in due {
-                // The mutex guards a set briefly, never across an await.
-                if !self.busy.lock().expect("busy set").insert(id) {
+                if !self.busy.lock().insert(id) {
                     continue;
                 }
                 let permit = tokio::select! {
-                    permit = self.in_flight.clone().acquire_owned() => permit.expect("never closed"),
-                    () = shutdown.cancelled() => {
-                        self.busy.lock().expect("busy set").remove(&id);
+                    permit = self.in_flight.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                    () = stop.cancelled() => {
+                        self.busy.lock().remove(&id);
                         break;
                     }
                 };
@@ -83,7 +101,7 @@ impl Scheduler {
                 tasks.spawn(async move {
                     this.attempt(id).await;
                     drop(permit);
-                    this.busy.lock().expect("busy set").remove(&id);
+                    this.busy.lock().remove(&id);
                     this.finished.notify_one();
                 });
             }
@@ -100,14 +118,15 @@ impl Scheduler {
                 _ = changes.changed() => {}
                 () = self.finished.notified() => {}
                 () = tokio::time::sleep(sleep.min(Duration::from_secs(60))) => {}
-                () = shutdown.cancelled() => break,
+                () = stop.cancelled() => break,
             }
         }
         tasks.close();
         tasks.wait().await;
     }
 
-    /// One delivery attempt of one datagram: claim, deliver, record.
+    /// One delivery attempt of one due datagram: claim, report what is
+    /// owed, deliver, record.
     async fn attempt(&self, id: DatagramId) {
         let claim = match self.spool.claim(id).await {
             Ok(Some(claim)) => claim,
@@ -118,33 +137,26 @@ impl Scheduler {
             }
         };
         for &index in &claim.expired {
-            tracing::info!(%id, recipient = %claim.envelope.recipients[index].endpoint, event = "expired");
+            tracing::info!(%id, recipient = %claim.envelope.recipients[index].endpoint, event = Event::Expired.as_str());
         }
+        if claim.attempt.is_empty() && claim.report_due.is_empty() && claim.transient_due.is_empty()
+        {
+            return;
+        }
+        let Some(content) = self.content(&claim).await else {
+            return;
+        };
         // Reports owed from before (expiry now, or handed out before a
         // restart): send them first.
-        self.reporter
-            .send_owed(&claim.envelope, &claim.report_due)
+        self.report(&claim.envelope, &content, &claim.report_due)
             .await;
         // reportAfter ran out while recipients wait here (RFC 3342 §2.2.1).
         self.reporter
-            .send_transient_due(&claim.envelope, &claim.transient_due)
+            .send_transient_due(&claim.envelope, &content, &claim.transient_due)
             .await;
         if claim.attempt.is_empty() {
             return;
         }
-        let content = match self.spool.content(id) {
-            Ok(Some(content)) => bytes::Bytes::from(content),
-            Ok(None) | Err(_) => {
-                tracing::error!(%id, "content missing; deferring");
-                let outcomes = claim
-                    .attempt
-                    .iter()
-                    .map(|&i| (i, Outcome::NotAttempted))
-                    .collect();
-                let _ = self.spool.record(id, outcomes).await;
-                return;
-            }
-        };
         // Group the recipients by destination domain: one attempt each.
         let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
         for &index in &claim.attempt {
@@ -156,58 +168,194 @@ impl Scheduler {
         let mut outcomes = Vec::new();
         for (domain, indexes) in groups {
             let limit = self.destination_limit(&domain);
-            let _permit = limit.acquire_owned().await.expect("never closed");
+            let Ok(_permit) = limit.acquire_owned().await else {
+                continue;
+            };
             outcomes.extend(
                 self.deliverer
                     .deliver(&claim.envelope, &content, &domain, &indexes)
                     .await,
             );
         }
-        for (index, outcome) in &outcomes {
-            let recipient = &claim.envelope.recipients[*index].endpoint;
-            match outcome {
-                Outcome::Delivered { via } => {
-                    tracing::info!(%id, %recipient, via = via.as_deref().unwrap_or("-"), event = "delivered")
-                }
-                Outcome::Deferred(failure) => {
-                    tracing::info!(%id, %recipient, %failure, event = "deferred")
-                }
-                Outcome::Failed(failure) => {
-                    tracing::info!(%id, %recipient, %failure, event = "failed")
-                }
-                Outcome::Held => tracing::info!(%id, %recipient, event = "held"),
-                Outcome::NotAttempted => {}
-            }
-        }
         let held: Vec<String> = outcomes
             .iter()
             .filter(|(_, outcome)| *outcome == Outcome::Held)
             .map(|(index, _)| claim.envelope.recipients[*index].endpoint.clone())
             .collect();
+        if let Some(recorded) = self.record(&claim.envelope, outcomes).await
+            && !recorded.removed
+        {
+            self.report(&recorded.envelope, &content, &recorded.report_due)
+                .await;
+        }
+        // If the endpoint attached before the hold was durable, release
+        // it now.
+        for endpoint in held {
+            if self.ctx.attachments.is_attached(&endpoint) {
+                self.ctx.release.request(&endpoint);
+            }
+        }
+    }
+
+    /// Runs the releases of held datagrams as they are requested.
+    async fn run_releases(self: Arc<Self>, stop: CancellationToken) {
+        let Some(mut requests) = self.ctx.release.take_requests() else {
+            tracing::error!("the release loop runs once per relay");
+            return;
+        };
+        let tasks = TaskTracker::new();
+        loop {
+            tokio::select! {
+                request = requests.recv() => match request {
+                    Some(endpoint) => {
+                        let (this, stop) = (self.clone(), stop.clone());
+                        tasks.spawn(async move {
+                            loop {
+                                this.release(&endpoint, &stop).await;
+                                if !this.ctx.release.finish(&endpoint) {
+                                    break;
+                                }
+                            }
+                        });
+                    }
+                    None => break,
+                },
+                () = stop.cancelled() => break,
+            }
+        }
+        tasks.close();
+        tasks.wait().await;
+    }
+
+    /// One release round: every datagram held for `endpoint`, oldest
+    /// first, while it stays attached. Only the endpoint's `ok` makes one
+    /// delivered, so an attachment that ends mid-release loses nothing
+    /// (the datagram is held again, in its place). Expiry of held
+    /// datagrams is [`Dispatcher::attempt`]'s, like every other failure.
+    async fn release(&self, endpoint: &str, stop: &CancellationToken) {
+        let ids = match self.spool.held_for(endpoint) {
+            Ok(ids) => ids,
+            Err(error) => {
+                tracing::error!(%endpoint, %error, "reading the held index failed");
+                return;
+            }
+        };
+        if !ids.is_empty() {
+            tracing::info!(%endpoint, held = ids.len(), "releasing held datagrams");
+        }
+        for id in ids {
+            if stop.is_cancelled() || !self.ctx.attachments.is_attached(endpoint) {
+                return;
+            }
+            let claim = match self.spool.claim_held(id, endpoint).await {
+                Ok(Some(claim)) => claim,
+                Ok(None) => continue,
+                Err(error) => {
+                    tracing::error!(%id, %endpoint, %error, "claiming a held datagram failed");
+                    return;
+                }
+            };
+            let Some(content) = self.content(&claim).await else {
+                continue;
+            };
+            let mut outcomes = Vec::new();
+            for &index in &claim.attempt {
+                let outcome = self
+                    .deliverer
+                    .deliver_held(&claim.envelope, &content, endpoint)
+                    .await;
+                outcomes.push((index, outcome));
+            }
+            let detached = outcomes.iter().any(|(_, o)| *o == Outcome::Held);
+            self.record(&claim.envelope, outcomes).await;
+            if detached {
+                return;
+            }
+        }
+    }
+
+    /// The stored payload of a claimed datagram. Missing or unreadable:
+    /// the claimed recipients go back to the queue untried, and `None`.
+    async fn content(&self, claim: &Claim) -> Option<Bytes> {
+        let id = claim.envelope.id;
+        match self.spool.content(id) {
+            Ok(Some(content)) => Some(Bytes::from(content)),
+            Ok(None) | Err(_) => {
+                tracing::error!(%id, "content missing; back to the queue");
+                let outcomes = claim
+                    .attempt
+                    .iter()
+                    .map(|&i| (i, Outcome::NotAttempted))
+                    .collect();
+                let _ = self.spool.record(id, outcomes).await;
+                None
+            }
+        }
+    }
+
+    /// Logs each outcome and records them all in the spool.
+    async fn record(
+        &self,
+        envelope: &Envelope,
+        outcomes: Vec<(usize, Outcome)>,
+    ) -> Option<Recorded> {
+        let id = envelope.id;
+        for (index, outcome) in &outcomes {
+            log_outcome(id, &envelope.recipients[*index].endpoint, outcome);
+        }
         match self.spool.record(id, outcomes).await {
             Ok(Some(recorded)) => {
                 if recorded.removed {
-                    tracing::info!(%id, event = "removed");
-                } else if !recorded.report_due.is_empty() {
-                    self.reporter
-                        .send_owed(&recorded.envelope, &recorded.report_due)
-                        .await;
+                    tracing::info!(%id, event = Event::Removed.as_str());
                 }
+                Some(recorded)
             }
-            Ok(None) => {}
-            Err(error) => tracing::error!(%id, %error, "recording the outcome failed"),
+            Ok(None) => None,
+            Err(error) => {
+                tracing::error!(%id, %error, "recording the outcome failed");
+                None
+            }
         }
-        for endpoint in held {
-            self.deliverer.held_recorded(&endpoint);
+    }
+
+    /// Sends the reports owed for recipients `indexes` and, once every one
+    /// is queued, confirms them to the spool. If one cannot be queued,
+    /// nothing is confirmed: the spool hands them out again later.
+    async fn report(&self, envelope: &Envelope, content: &Bytes, indexes: &[usize]) {
+        if indexes.is_empty() || !self.reporter.send_owed(envelope, content, indexes).await {
+            return;
+        }
+        if let Err(error) = self
+            .spool
+            .mark_reported(envelope.id, indexes.to_vec())
+            .await
+        {
+            tracing::error!(id = %envelope.id, %error, "confirming reports failed");
         }
     }
 
     fn destination_limit(&self, domain: &str) -> Arc<Semaphore> {
         self.destinations
             .lock()
-            .expect("destinations")
             .entry(domain.to_owned())
             .or_insert_with(|| Arc::new(Semaphore::new(self.per_destination)))
             .clone()
+    }
+}
+
+/// One log line per recipient outcome.
+fn log_outcome(id: DatagramId, recipient: &str, outcome: &Outcome) {
+    match outcome {
+        Outcome::Delivered { via } => {
+            tracing::info!(%id, %recipient, via = via.as_deref().unwrap_or("-"), event = Event::Delivered.as_str())
+        }
+        Outcome::Deferred(failure) => {
+            tracing::info!(%id, %recipient, %failure, event = Event::Deferred.as_str())
+        }
+        Outcome::Failed(failure) => {
+            tracing::info!(%id, %recipient, %failure, event = Event::Failed.as_str())
+        }
+        Outcome::Held => tracing::info!(%id, %recipient, event = Event::Held.as_str()),
+        Outcome::NotAttempted => {}
     }
 }

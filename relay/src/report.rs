@@ -29,20 +29,20 @@
 //! per minute (`[reports] max_per_originator_per_minute`), the rest dropped,
 //! counted and logged.
 
+use crate::context::Context;
 use crate::datagram::{self, Incoming};
-use crate::intake;
 use crate::options::fresh_trans_id;
-use crate::server::Relay;
 use bytes::Bytes;
 use imxp_apex::processing::{self, Hop};
 use imxp_apex::{
     Content, Data, DataTiming, Destination, Domain, Endpoint, Reply, ReplyCode, StatusResponse,
 };
+use imxp_spool::Event;
 use imxp_spool::{DatagramId, Envelope, Failure, FailureKind, QueueOptions, RecipientState};
+use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Why a report is sent (part of its identity).
@@ -276,7 +276,7 @@ impl RateLimit {
         if limit == 0 {
             return false;
         }
-        let mut windows = self.windows.lock().expect("report windows");
+        let mut windows = self.windows.lock();
         if windows.len() > 10_000 {
             windows.retain(|_, w| now_ms.saturating_sub(w.start_ms) < 60_000);
         }
@@ -297,21 +297,21 @@ impl RateLimit {
 
 /// Sends reports for the relay.
 pub(crate) struct Reporter {
-    relay: Arc<Relay>,
+    ctx: Arc<Context>,
     domain: Option<Domain>,
     limit: RateLimit,
     dropped: AtomicU64,
 }
 
 impl Reporter {
-    pub(crate) fn new(relay: Arc<Relay>) -> Self {
-        let domain = relay
+    pub(crate) fn new(ctx: Arc<Context>) -> Self {
+        let domain = ctx
             .config
             .domains
             .first()
             .and_then(|d| Domain::parse(d).ok());
         Self {
-            relay,
+            ctx,
             domain,
             limit: RateLimit::default(),
             dropped: AtomicU64::new(0),
@@ -319,39 +319,33 @@ impl Reporter {
     }
 
     /// Sends the reports owed for recipients `indexes` of `envelope`
-    /// (handed out by the spool), then confirms them to the spool. If a
-    /// report cannot be queued, nothing is confirmed: the spool hands them
-    /// out again after a restart.
-    pub(crate) async fn send_owed(&self, envelope: &Envelope, indexes: &[usize]) {
-        if indexes.is_empty() {
-            return;
-        }
+    /// (handed out by the spool), about the stored datagram `stored`.
+    /// True when every one is queued (or there is nothing to report), so
+    /// the dispatcher may confirm them to the spool; false leaves them
+    /// owed, and the spool hands them out again later.
+    pub(crate) async fn send_owed(
+        &self,
+        envelope: &Envelope,
+        stored: &Bytes,
+        indexes: &[usize],
+    ) -> bool {
         let id = envelope.id;
-        let reports = match self.relay.spool.content(id) {
-            Ok(Some(stored)) => match datagram::parse_stored(&Bytes::from(stored)) {
-                Ok((data, content)) => owed(envelope, &data, &content, indexes, |d| {
-                    self.relay.config.serves(d)
-                }),
-                Err((_, error)) => {
-                    tracing::warn!(%id, %error, "stored datagram unreadable; no report");
-                    Vec::new()
-                }
-            },
-            Ok(None) => Vec::new(),
-            Err(error) => {
-                tracing::error!(%id, %error, "reading the datagram to report on failed");
-                return;
+        let reports = match datagram::parse_stored(stored) {
+            Ok((data, content)) => owed(envelope, &data, &content, indexes, |d| {
+                self.ctx.config.serves(d)
+            }),
+            Err(refusal) => {
+                tracing::warn!(%id, error = %refusal.text, "stored datagram unreadable; no report");
+                Vec::new()
             }
         };
         for report in reports {
             if let Err(error) = self.send(id, report).await {
                 tracing::error!(%id, %error, "queueing a report failed; it stays owed");
-                return;
+                return false;
             }
         }
-        if let Err(error) = self.relay.spool.mark_reported(id, indexes.to_vec()).await {
-            tracing::error!(%id, %error, "confirming reports failed");
-        }
+        true
     }
 
     /// Sends the transient (350) report for each of `recipients` of the
@@ -378,19 +372,20 @@ impl Reporter {
 
     /// Sends the transient reports a claim handed out: recipients still
     /// waiting when `reportAfter` ran out (deferred, or held).
-    pub(crate) async fn send_transient_due(&self, envelope: &Envelope, indexes: &[usize]) {
+    pub(crate) async fn send_transient_due(
+        &self,
+        envelope: &Envelope,
+        stored: &Bytes,
+        indexes: &[usize],
+    ) {
         if indexes.is_empty() {
             return;
         }
-        let Ok(Some(stored)) = self.relay.spool.content(envelope.id) else {
-            return;
-        };
         let recipients: Vec<String> = indexes
             .iter()
             .filter_map(|&i| envelope.recipients.get(i).map(|r| r.endpoint.clone()))
             .collect();
-        self.send_transient(envelope, &Bytes::from(stored), &recipients)
-            .await;
+        self.send_transient(envelope, stored, &recipients).await;
     }
 
     /// Queues `report` about datagram `about` through intake, unless the
@@ -401,8 +396,8 @@ impl Reporter {
             return Ok(());
         };
         let to = datagram::key(&report.to);
-        let now = self.relay.spool.now_ms();
-        let limit = self.relay.config.reports.max_per_originator_per_minute;
+        let now = self.ctx.now_ms();
+        let limit = self.ctx.config.reports.max_per_originator_per_minute;
         if !self.limit.allow(&to, now, limit) {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::warn!(
@@ -442,16 +437,14 @@ impl Reporter {
             content,
             options,
         };
-        let queued = intake::accept(&self.relay, incoming)
-            .await
-            .map_err(|e| e.0)?;
+        let queued = self.ctx.intake.accept(incoming).await.map_err(|e| e.0)?;
         tracing::info!(
             %id,
             about = %about,
             kind = ?report.kind,
             trans_id = report.status.trans_id,
             duplicate = !queued,
-            event = "reported"
+            event = Event::Reported.as_str()
         );
         Ok(())
     }

@@ -1,25 +1,26 @@
-//! The relay server in the mini-redis manner: `run` takes bound listeners
-//! and a shutdown future; it opens the spool, starts the scheduler, the
-//! admin socket and one accept loop per listener (with a session limit),
-//! and on shutdown stops accepting, lets sessions and deliveries finish,
-//! and closes the spool.
+//! The relay server in the mini-redis manner: [`run`] takes bound
+//! listeners and a shutdown future. This module only wires the parts
+//! together and runs them: it opens the spool, builds the shared
+//! [`Context`] (with the intake handle), the reporter, the deliverer and
+//! the dispatcher, starts the admin socket and one accept loop per
+//! listener, and on shutdown stops accepting, lets sessions and
+//! deliveries finish, and closes the spool.
 
 use crate::access::Access;
-use crate::attachments::Attachments;
 use crate::auth::{EdgeSasl, FailurePolicy, Penalties};
 use crate::config::{Config, SpoolEngine};
+use crate::context::{Context, Parts};
 use crate::deliver::Deliverer;
-use crate::hold::{self, Release};
-use crate::limits::SessionLimits;
+use crate::intake::Intake;
+use crate::listen::{self, admission::Admission, edge::Edge, mesh::Mesh};
 use crate::outbound::Outbound;
-use crate::qmgr::Scheduler;
+use crate::qmgr::Dispatcher;
 use crate::report::Reporter;
 use crate::route::{DnsSettings, Router};
-use crate::{edge, mesh, tls};
-use imxp_spool::{EngineKind, HoldPolicy, RetryPolicy, Spool, SpoolConfig};
+use crate::tls::{TlsMaterial, TlsStore};
+use imxp_spool::{Clock, EngineKind, HoldPolicy, RetryPolicy, Spool, SpoolConfig};
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -129,142 +130,6 @@ pub fn listen(address: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// TLS configurations derived from `[tls]` and `[auth] client_ca`.
-pub(crate) struct TlsMaterial {
-    /// For edge sessions: client certificates asked (optional) and
-    /// verified against `[auth] client_ca` when it is set, else not asked.
-    pub(crate) edge: Option<Arc<rustls::ServerConfig>>,
-    /// For mesh sessions: client certificates verified against `[tls] ca`.
-    pub(crate) mesh: Option<Arc<rustls::ServerConfig>>,
-    /// For outbound mesh sessions: `[tls] ca` roots, our certificate.
-    pub(crate) client: Arc<rustls::ClientConfig>,
-}
-
-impl TlsMaterial {
-    fn load(config: &Config) -> Result<Self, RelayError> {
-        let error = |e: tls::TlsError| RelayError::Tls(e.to_string());
-        let roots = tls::load_roots(config.tls.ca.as_deref()).map_err(error)?;
-        let edge_client_auth = match &config.client_ca {
-            Some(path) => tls::ClientAuth::Optional(tls::load_roots(Some(path)).map_err(error)?),
-            None => tls::ClientAuth::None,
-        };
-        let ours = match (&config.tls.cert, &config.tls.key) {
-            (Some(cert), Some(key)) => Some((
-                tls::load_chain(cert).map_err(error)?,
-                tls::load_key(key).map_err(error)?,
-            )),
-            _ => None,
-        };
-        let (edge, mesh) = match &ours {
-            Some((chain, key)) => (
-                Some(
-                    tls::server_config(chain.clone(), key.clone_key(), edge_client_auth)
-                        .map_err(error)?,
-                ),
-                Some(
-                    tls::server_config(
-                        chain.clone(),
-                        key.clone_key(),
-                        tls::ClientAuth::Optional(roots.clone()),
-                    )
-                    .map_err(error)?,
-                ),
-            ),
-            None => (None, None),
-        };
-        let client = tls::client_config(roots, ours).map_err(error)?;
-        Ok(Self { edge, mesh, client })
-    }
-}
-
-/// The TLS material in force; [`TlsStore::reload`] swaps it atomically.
-/// A session takes the current material once, when it starts, and keeps
-/// it: a reload affects only later sessions.
-pub(crate) struct TlsStore(RwLock<Arc<TlsMaterial>>);
-
-impl TlsStore {
-    fn new(material: TlsMaterial) -> Self {
-        Self(RwLock::new(Arc::new(material)))
-    }
-
-    /// The material in force.
-    pub(crate) fn current(&self) -> Arc<TlsMaterial> {
-        Arc::clone(&self.0.read().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    /// Re-reads every file; on error nothing changes.
-    fn reload(&self, config: &Config) -> Result<(), RelayError> {
-        let fresh = Arc::new(TlsMaterial::load(config)?);
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = fresh;
-        Ok(())
-    }
-}
-
-/// State shared by every task of a running relay.
-pub(crate) struct Relay {
-    pub(crate) config: Config,
-    pub(crate) spool: Spool,
-    pub(crate) attachments: Attachments,
-    /// Releases held datagrams when their endpoint attaches.
-    pub(crate) release: Release,
-    pub(crate) tls: Arc<TlsStore>,
-    pub(crate) sasl: EdgeSasl,
-    /// Failed-authentication scores per peer address.
-    pub(crate) penalties: Arc<Penalties>,
-    pub(crate) access: Access,
-    next_session: AtomicU64,
-}
-
-impl Relay {
-    /// Re-reads the TLS material and the users file (SIGHUP). Each part
-    /// that fails to load is logged and keeps its old value.
-    fn reload(&self) {
-        match self.tls.reload(&self.config) {
-            Ok(()) => tracing::info!("TLS certificates, keys and trust anchors reloaded"),
-            Err(error) => tracing::error!(%error, "TLS reload failed; keeping the old material"),
-        }
-        match self.sasl.reload() {
-            Ok(users) => tracing::info!(users, "users file reloaded"),
-            Err(error) => tracing::error!(%error, "users reload failed; keeping the old users"),
-        }
-    }
-
-    /// A new session number (attachments are owned by sessions).
-    pub(crate) fn session_id(&self) -> u64 {
-        self.next_session.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// The BEEP settings of an inbound session (edge or mesh): the APEX
-    /// profile, after TLS when it is required, and `[limits]`.
-    pub(crate) fn inbound_session(&self) -> imxp_beep::Config {
-        let limits = &self.config.limits;
-        let mut config = imxp_beep::Config::new(imxp_beep::Role::Listener);
-        config.profiles = vec![crate::datagram::APEX_PROFILE.to_owned()];
-        config.profiles_require_tls = self.config.tls.required;
-        config.max_message_size = self.config.max_message_size;
-        config.receive_window = limits.window;
-        config.max_channels = limits.max_channels;
-        config.max_outstanding = limits.max_outstanding_per_channel;
-        config.greeting_timeout = Some(limits.greeting_timeout);
-        config.idle_timeout = limits.idle_timeout;
-        config
-    }
-
-    /// The driver settings around `session`, with `tls` as server side.
-    pub(crate) fn inbound_driver(
-        &self,
-        session: imxp_beep::Config,
-        tls: Option<&Arc<rustls::ServerConfig>>,
-    ) -> imxp_beep::io::DriverConfig {
-        let mut driver = imxp_beep::io::DriverConfig::new(session);
-        if let Some(tls) = tls {
-            driver.tls = imxp_beep::io::TlsSetup::Server(tls.clone());
-        }
-        driver.handshake_timeout = Some(self.config.limits.handshake_timeout);
-        driver
-    }
-}
-
 /// Runs the relay until `shutdown` completes, reloading certificates, keys
 /// and the users file on SIGHUP (see [`run_with_reload`]).
 pub async fn run(
@@ -310,6 +175,7 @@ pub async fn run_with_reload(
     // Opening may block on the spool's committer (resuming claims left in
     // flight by a crash): keep it off the runtime's threads.
     let spool_dir = config.state_dir.join("spool");
+    let clock = Clock::system();
     let spool_config = SpoolConfig {
         engine: match config.spool_engine {
             SpoolEngine::Redb => EngineKind::Redb,
@@ -326,6 +192,7 @@ pub async fn run_with_reload(
             max_bytes_per_endpoint: Some(config.hold.max_bytes_per_endpoint),
             default_ttl_ms: Some(config.hold.default_ttl.as_millis() as u64),
         },
+        clock: clock.clone(),
         ..SpoolConfig::default()
     };
     let spool = tokio::task::spawn_blocking(move || Spool::open(spool_dir, spool_config))
@@ -343,7 +210,9 @@ pub async fn run_with_reload(
     );
     let access = Access::open(&config.state_dir, &config.access)
         .map_err(|e| RelayError::Access(e.to_string()))?;
-    let tls = Arc::new(TlsStore::new(TlsMaterial::load(&config)?));
+    let tls = Arc::new(TlsStore::new(
+        TlsMaterial::load(&config).map_err(|e| RelayError::Tls(e.to_string()))?,
+    ));
     let sasl = EdgeSasl::open(&config.users)?
         .allow_plain_without_tls(!config.tls.required)
         .allow_anonymous(config.anonymous_read_only);
@@ -364,39 +233,30 @@ pub async fn run_with_reload(
         config.queue.connect_timeout,
         config.max_message_size,
     );
-    let relay = Arc::new(Relay {
-        spool: spool.clone(),
-        attachments: Attachments::default(),
-        release: Release::default(),
+    let config = Arc::new(config);
+    let ctx = Arc::new(Context::new(Parts {
+        intake: Intake::new(spool.clone(), config.clone()),
+        clock,
+        config,
         tls,
         sasl,
         penalties: Arc::new(Penalties::new(FailurePolicy::default())),
         access,
-        next_session: AtomicU64::new(1),
-        config,
-    });
-    let reporter = Arc::new(Reporter::new(relay.clone()));
+    }));
+    let reporter = Arc::new(Reporter::new(ctx.clone()));
     let deliverer = Arc::new(Deliverer::new(
-        relay.clone(),
+        ctx.clone(),
         router,
         outbound,
         reporter.clone(),
     ));
-    let scheduler = Scheduler::new(
-        spool.clone(),
-        deliverer.clone(),
-        reporter,
-        relay.config.queue.max_in_flight,
-        relay.config.queue.max_per_destination,
-    );
+    let dispatcher = Dispatcher::new(spool.clone(), ctx.clone(), deliverer, reporter);
 
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let sessions = Arc::new(SessionLimits::new(&relay.config));
-    tasks.spawn(scheduler.run(stop.clone()));
-    tasks.spawn(hold::run(relay.clone(), deliverer, stop.clone()));
+    tasks.spawn(dispatcher.run(stop.clone()));
     tasks.spawn(prune_dedup(spool.clone(), stop.clone()));
-    let admin_path = relay.config.state_dir.join(imxp_spool::admin::SOCKET_NAME);
+    let admin_path = ctx.config.state_dir.join(imxp_spool::admin::SOCKET_NAME);
     let admin = imxp_spool::admin::bind(&admin_path).map_err(|source| RelayError::Io {
         what: format!("admin socket {}", admin_path.display()),
         source,
@@ -406,31 +266,37 @@ pub async fn run_with_reload(
         imxp_spool::admin::Handler::new(spool.clone()),
         stop.clone().cancelled_owned(),
     ));
-    for (listener, kind) in listeners
-        .edge
-        .into_iter()
-        .map(|l| (l, Kind::Edge))
-        .chain(listeners.mesh.into_iter().map(|l| (l, Kind::Mesh)))
-    {
-        if let Ok(address) = listener.local_addr() {
-            tracing::info!(%address, kind = kind.name(), "listening");
-        }
-        tasks.spawn(accept_loop(
+    let admission = Arc::new(Admission::new(&ctx.config));
+    let (edge, mesh) = (Arc::new(Edge), Arc::new(Mesh));
+    for listener in listeners.edge {
+        let args = (ctx.clone(), admission.clone(), stop.clone(), tasks.clone());
+        tasks.spawn(listen::accept_loop(
             listener,
-            kind,
-            relay.clone(),
-            sessions.clone(),
-            stop.clone(),
-            tasks.clone(),
+            edge.clone(),
+            args.0,
+            args.1,
+            args.2,
+            args.3,
+        ));
+    }
+    for listener in listeners.mesh {
+        let args = (ctx.clone(), admission.clone(), stop.clone(), tasks.clone());
+        tasks.spawn(listen::accept_loop(
+            listener,
+            mesh.clone(),
+            args.0,
+            args.1,
+            args.2,
+            args.3,
         ));
     }
     {
-        let relay = relay.clone();
+        let ctx = ctx.clone();
         let stop = stop.clone();
         tasks.spawn(async move {
             loop {
                 tokio::select! {
-                    () = reload.notified() => relay.reload(),
+                    () = reload.notified() => ctx.reload(),
                     () = stop.cancelled() => return,
                 }
             }
@@ -461,70 +327,5 @@ async fn prune_dedup(spool: Spool, stop: CancellationToken) {
             },
             () = stop.cancelled() => return,
         }
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Edge,
-    Mesh,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Edge => "edge",
-            Self::Mesh => "mesh",
-        }
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    kind: Kind,
-    relay: Arc<Relay>,
-    sessions: Arc<SessionLimits>,
-    stop: CancellationToken,
-    tasks: TaskTracker,
-) {
-    let mut backoff = Duration::from_millis(10);
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = stop.cancelled() => return,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => {
-                backoff = Duration::from_millis(10);
-                accepted
-            }
-            Err(error) => {
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let permit = match sessions.admit(peer.ip()) {
-            Ok(permit) => permit,
-            Err(refusal) => {
-                sessions.refuse(stream, peer, refusal, &tasks);
-                continue;
-            }
-        };
-        let relay = relay.clone();
-        let stop = stop.clone();
-        tasks.spawn(async move {
-            let session = relay.session_id();
-            tracing::debug!(%peer, session, kind = kind.name(), "session opened");
-            match kind {
-                Kind::Edge => edge::serve(stream, peer, relay.clone(), session, stop).await,
-                Kind::Mesh => mesh::serve(stream, relay.clone(), session, stop).await,
-            }
-            relay.attachments.end(session, None);
-            tracing::debug!(%peer, session, "session closed");
-            drop(permit);
-        });
     }
 }

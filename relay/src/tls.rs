@@ -13,6 +13,8 @@
 //! * [`certificate_names_domain`]: does a peer's certificate name a domain
 //!   (mesh `bind` check, 537 otherwise).
 
+use crate::config::Config;
+use parking_lot::RwLock;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -331,6 +333,73 @@ pub fn certificate_identity(cert: &CertificateDer<'_>) -> Option<String> {
             }
             _ => None,
         })
+}
+
+/// TLS configurations derived from `[tls]` and `[auth] client_ca`.
+pub(crate) struct TlsMaterial {
+    /// For edge sessions: client certificates asked (optional) and
+    /// verified against `[auth] client_ca` when it is set, else not asked.
+    pub(crate) edge: Option<Arc<ServerConfig>>,
+    /// For mesh sessions: client certificates verified against `[tls] ca`.
+    pub(crate) mesh: Option<Arc<ServerConfig>>,
+    /// For outbound mesh sessions: `[tls] ca` roots, our certificate.
+    pub(crate) client: Arc<ClientConfig>,
+}
+
+impl TlsMaterial {
+    /// Loads every file `config` names.
+    pub(crate) fn load(config: &Config) -> Result<Self, TlsError> {
+        let roots = load_roots(config.tls.ca.as_deref())?;
+        let edge_client_auth = match &config.client_ca {
+            Some(path) => ClientAuth::Optional(load_roots(Some(path))?),
+            None => ClientAuth::None,
+        };
+        let ours = match (&config.tls.cert, &config.tls.key) {
+            (Some(cert), Some(key)) => Some((load_chain(cert)?, load_key(key)?)),
+            _ => None,
+        };
+        let (edge, mesh) = match &ours {
+            Some((chain, key)) => (
+                Some(server_config(
+                    chain.clone(),
+                    key.clone_key(),
+                    edge_client_auth,
+                )?),
+                Some(server_config(
+                    chain.clone(),
+                    key.clone_key(),
+                    ClientAuth::Optional(roots.clone()),
+                )?),
+            ),
+            None => (None, None),
+        };
+        let client = client_config(roots, ours)?;
+        Ok(Self { edge, mesh, client })
+    }
+}
+
+/// The TLS material in force; [`TlsStore::reload`] swaps it atomically.
+/// A session takes the current material once, when it starts, and keeps
+/// it: a reload affects only later sessions.
+pub(crate) struct TlsStore(RwLock<Arc<TlsMaterial>>);
+
+impl TlsStore {
+    /// The store, with `material` in force.
+    pub(crate) fn new(material: TlsMaterial) -> Self {
+        Self(RwLock::new(Arc::new(material)))
+    }
+
+    /// The material in force.
+    pub(crate) fn current(&self) -> Arc<TlsMaterial> {
+        Arc::clone(&self.0.read())
+    }
+
+    /// Re-reads every file; on error nothing changes.
+    pub(crate) fn reload(&self, config: &Config) -> Result<(), TlsError> {
+        let fresh = Arc::new(TlsMaterial::load(config)?);
+        *self.0.write() = fresh;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

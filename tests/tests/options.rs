@@ -124,7 +124,13 @@ async fn status_request_rfc_3340_scenarios() {
         report.recipient_identities().collect::<Vec<_>>(),
         [&ep("fred@a.test")]
     );
-    assert!(report.options.is_empty(), "a report asks for no report");
+    // Only the delivering relay's hop identity (docs/decisions.md,
+    // Duplicates): a report asks for no report.
+    assert!(
+        report.options.iter().all(imxp_apex::hop_id::is_hop_id),
+        "a report asks for no report: {:?}",
+        report.options
+    );
     assert_eq!(status.trans_id, 86);
     assert_eq!(status.destinations.len(), 1);
     assert_eq!(status.destinations[0].identity, ep("wilma@b.test"));

@@ -29,8 +29,8 @@ pub(crate) use service::serve;
 use crate::config::AccessSettings;
 use imxp_apex::Endpoint;
 use imxp_apex::access::{Action, Actions, Actor, Rule, Selection, Timestamp, select};
+use parking_lot::RwLock;
 use std::path::Path;
-use std::sync::RwLock;
 use store::{Entries, Stored, owner_key, rules_of};
 
 pub(crate) use store::StoreError;
@@ -81,7 +81,7 @@ impl Access {
 
     /// The owner's entry that applies to `address` (RFC 3341 §3.1).
     pub(crate) fn select(&self, owner: &Endpoint, address: &Endpoint) -> Selection {
-        let rules: Vec<Rule> = rules_of(&self.entries.read().expect("access entries"), owner);
+        let rules: Vec<Rule> = rules_of(&self.entries.read(), owner);
         select(owner, &rules, &self.default_data, address)
     }
 
@@ -126,7 +126,6 @@ impl Access {
     pub(crate) fn get(&self, owner: &Endpoint, actor: &Actor) -> Option<Stored> {
         self.entries
             .read()
-            .expect("access entries")
             .get(&owner_key(owner))
             .and_then(|by_actor| by_actor.get(&actor.key()))
             .cloned()
@@ -136,7 +135,6 @@ impl Access {
     pub(crate) fn entries_of(&self, owner: &Endpoint) -> Vec<Stored> {
         self.entries
             .read()
-            .expect("access entries")
             .get(&owner_key(owner))
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default()
@@ -153,7 +151,7 @@ impl Access {
         now_ms: i64,
     ) -> Result<Change, SetRefusal> {
         let _writing = self.writer.lock().await;
-        let mut next = self.entries.read().expect("access entries").clone();
+        let mut next = self.entries.read().clone();
         let owner_entries = next.entry(owner_key(owner)).or_default();
         let key = actor.key();
         let existing = owner_entries.get(&key).cloned();
@@ -199,7 +197,7 @@ impl Access {
             tracing::error!(%error, "writing the access entries failed; nothing changed");
             return Err(SetRefusal::Io);
         }
-        *self.entries.write().expect("access entries") = next;
+        *self.entries.write() = next;
         Ok(change)
     }
 }

@@ -12,9 +12,8 @@
 //! back) are logged and dropped: answering them could loop.
 
 use super::{Change, SetRefusal};
+use crate::context::Context;
 use crate::datagram::{self, Request};
-use crate::intake;
-use crate::server::Relay;
 use bytes::Bytes;
 use imxp_apex::access::{AccessEntry, AccessMessage, Get, Query, Set, salvage_trans_id};
 use imxp_apex::status::Reply;
@@ -24,7 +23,7 @@ use imxp_spool::{Failure, FailureKind, Outcome};
 /// Handles the stored datagram `stored` from `originator` to the access
 /// service `service` (a canonical `apex=access@<served domain>`).
 pub(crate) async fn serve(
-    relay: &Relay,
+    ctx: &Context,
     service: &str,
     originator: &str,
     stored: &Bytes,
@@ -49,7 +48,7 @@ pub(crate) async fn serve(
         ));
     };
     let (answer, notification) = match AccessMessage::from_content(&content) {
-        Ok(message) => handle(relay, &originator, message).await,
+        Ok(message) => handle(ctx, &originator, message).await,
         Err(error) => {
             let trans_id = match &content {
                 Content::Inline(inline) => salvage_trans_id(inline.xml.as_bytes()),
@@ -64,7 +63,7 @@ pub(crate) async fn serve(
         }
     };
     let mut outcome = Outcome::Delivered { via };
-    if let Err(error) = send(relay, &service, &originator, &answer).await {
+    if let Err(error) = send(ctx, &service, &originator, &answer).await {
         // Nothing was changed by a refused or read-only request, so it can
         // be retried; a set that was stored is not retried (a second run
         // would answer 555), and only its answer is lost.
@@ -75,7 +74,7 @@ pub(crate) async fn serve(
         }
     }
     if let Some((owner, set)) = notification
-        && let Err(error) = send(relay, &service, &owner, &set).await
+        && let Err(error) = send(ctx, &service, &owner, &set).await
     {
         tracing::error!(%owner, %error, "the owner notification could not be queued");
     }
@@ -85,11 +84,11 @@ pub(crate) async fn serve(
 /// The answer to the originator and, after a change, the owner and the
 /// notification to send them.
 async fn handle(
-    relay: &Relay,
+    ctx: &Context,
     originator: &Endpoint,
     message: AccessMessage,
 ) -> (AccessMessage, Option<(Endpoint, AccessMessage)>) {
-    let access = &relay.access;
+    let access = &ctx.access;
     match message {
         AccessMessage::Query(Query {
             owner,
@@ -97,7 +96,7 @@ async fn handle(
             actions,
             trans_id,
         }) => {
-            if let Err(refusal) = check_subject(relay, originator, &owner, "query", trans_id) {
+            if let Err(refusal) = check_subject(ctx, originator, &owner, "query", trans_id) {
                 return (*refusal, None);
             }
             let selection = access.select(&owner, &actor);
@@ -115,7 +114,7 @@ async fn handle(
             actor,
             trans_id,
         }) => {
-            if let Err(refusal) = check_subject(relay, originator, &owner, "get", trans_id) {
+            if let Err(refusal) = check_subject(ctx, originator, &owner, "get", trans_id) {
                 return (*refusal, None);
             }
             let answer = match access.get(&owner, &actor) {
@@ -138,10 +137,10 @@ async fn handle(
         }
         AccessMessage::Set(Set { trans_id, entry }) => {
             let owner = entry.owner.clone();
-            if let Err(refusal) = check_subject(relay, originator, &owner, "set", trans_id) {
+            if let Err(refusal) = check_subject(ctx, originator, &owner, "set", trans_id) {
                 return (*refusal, None);
             }
-            let now = i64::try_from(relay.spool.now_ms()).unwrap_or(i64::MAX);
+            let now = i64::try_from(ctx.now_ms()).unwrap_or(i64::MAX);
             let result = access
                 .set(
                     &owner,
@@ -205,7 +204,7 @@ async fn handle(
             }
         }
         AccessMessage::List { owner, trans_id } => {
-            if let Err(refusal) = check_subject(relay, originator, &owner, "get", trans_id) {
+            if let Err(refusal) = check_subject(ctx, originator, &owner, "get", trans_id) {
                 return (*refusal, None);
             }
             let entries = access
@@ -234,13 +233,13 @@ async fn handle(
 /// Steps 1–3 of §4.2–4.4: 553 outside the domain, 550 not a valid
 /// address, 537 not permitted.
 fn check_subject(
-    relay: &Relay,
+    ctx: &Context,
     originator: &Endpoint,
     owner: &Endpoint,
     operation: &str,
     trans_id: u32,
 ) -> Result<(), Box<AccessMessage>> {
-    if !relay.config.serves(owner.domain().canonical()) {
+    if !ctx.config.serves(owner.domain().canonical()) {
         return Err(Box::new(reply(
             ReplyCode::PARAMETER_INVALID,
             Some(trans_id),
@@ -254,7 +253,7 @@ fn check_subject(
             "APEX services have no access entries",
         )));
     }
-    if !relay.access.may_manage(originator, owner, operation) {
+    if !ctx.access.may_manage(originator, owner, operation) {
         return Err(Box::new(reply(
             ReplyCode::NOT_AUTHORIZED,
             Some(trans_id),
@@ -275,7 +274,7 @@ fn reply(code: ReplyCode, trans_id: Option<u32>, text: &str) -> AccessMessage {
 
 /// Queues `message` from `service` to `recipient` through intake.
 async fn send(
-    relay: &Relay,
+    ctx: &Context,
     service: &Endpoint,
     recipient: &Endpoint,
     message: &AccessMessage,
@@ -283,11 +282,8 @@ async fn send(
     let (data, content) = message.to_data(service.clone(), recipient.clone());
     let payload = Bytes::from(data.to_payload(&content));
     match datagram::parse_request(&payload, usize::MAX) {
-        Ok(Request::Data(incoming)) => intake::accept(relay, incoming)
-            .await
-            .map(drop)
-            .map_err(|e| e.0),
+        Ok(Request::Data(incoming)) => ctx.intake.accept(incoming).await.map(drop).map_err(|e| e.0),
         Ok(_) => Err("not a data".into()),
-        Err((_, text)) => Err(text),
+        Err(refusal) => Err(refusal.text),
     }
 }

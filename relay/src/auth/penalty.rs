@@ -12,9 +12,9 @@
 //! locked to update one entry. IPv6 peers are grouped by /64 (one host
 //! usually has a whole /64).
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Entries above this count trigger a sweep of the faded ones.
@@ -90,7 +90,7 @@ impl Penalties {
     /// the failure reply back.
     pub fn fail(&self, peer: IpAddr, now: Instant) -> Duration {
         let key = group(peer);
-        let mut scores = self.scores.lock().unwrap_or_else(|e| e.into_inner());
+        let mut scores = self.scores.lock();
         let (score, delay) = self.policy.fail(scores.get(&key).copied(), now);
         scores.insert(key, score);
         if scores.len() > SWEEP_ABOVE {
@@ -102,7 +102,7 @@ impl Penalties {
 
     /// The peer's current score (for tests and diagnostics).
     pub fn score(&self, peer: IpAddr, now: Instant) -> f64 {
-        let scores = self.scores.lock().unwrap_or_else(|e| e.into_inner());
+        let scores = self.scores.lock();
         self.policy.decayed(scores.get(&group(peer)).copied(), now)
     }
 }

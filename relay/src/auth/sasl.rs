@@ -9,8 +9,9 @@ use imxp_beep::tuning::sasl::{
     AnonymousServer, AuthContext, PlainServer, PlainVerifier, SaslServer, SaslServerFactory,
     ServerStep,
 };
+use parking_lot::RwLock;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// Every mechanism name [`EdgeSasl`] may offer, in order of preference.
 pub const MECHANISMS: &[&str] = &["SCRAM-SHA-256", "PLAIN", "EXTERNAL", "ANONYMOUS"];
@@ -113,7 +114,7 @@ impl EdgeSasl {
         let path = self.read().path().to_owned();
         let fresh = Users::load(path)?;
         let count = fresh.len();
-        *self.users.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        *self.users.write() = fresh;
         Ok(count)
     }
 
@@ -130,8 +131,8 @@ impl EdgeSasl {
         (valid && authorized).then_some(name)
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Users> {
-        self.users.read().unwrap_or_else(|e| e.into_inner())
+    fn read(&self) -> parking_lot::RwLockReadGuard<'_, Users> {
+        self.users.read()
     }
 }
 
@@ -170,13 +171,8 @@ impl SaslServerFactory for EdgeSasl {
             }
             "SCRAM-SHA-256" => {
                 let users = Arc::clone(&self.users);
-                let lookup: Arc<VerifierLookup> = Arc::new(move |name: &str| {
-                    users
-                        .read()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .verifier(name)
-                        .cloned()
-                });
+                let lookup: Arc<VerifierLookup> =
+                    Arc::new(move |name: &str| users.read().verifier(name).cloned());
                 Ok(Box::new(ScramServer::new(lookup)))
             }
             "EXTERNAL" => match &context.tls_peer_identity {

@@ -4,16 +4,17 @@
 //! way (RFC 3080 §2.4: the listener answers the greeting with an `error`,
 //! here 421 "service not available") and closed; sessions already running
 //! are not affected. The other limits are BEEP settings of each session
-//! ([`Relay::inbound_session`](crate::server::Relay)) and the edge's
+//! ([`Context::inbound_session`](crate::context::Context::inbound_session)) and the edge's
 //! attachment count.
 
 use crate::config::Config;
 use bytes::BytesMut;
 use imxp_beep::frame::{DataHeader, Keyword};
 use imxp_beep::{ErrorReply, ReplyCode};
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -29,14 +30,14 @@ const REFUSAL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a connection was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refusal {
+pub(crate) enum Refused {
     /// `limits.max_sessions` sessions are running.
     Total(usize),
     /// `limits.max_sessions_per_address` sessions from this address are running.
     PerAddress(usize),
 }
 
-impl Refusal {
+impl Refused {
     fn text(self) -> String {
         match self {
             Self::Total(limit) => format!("too many sessions (limit {limit}), try again later"),
@@ -48,7 +49,7 @@ impl Refusal {
 }
 
 /// The session counters shared by every accept loop.
-pub(crate) struct SessionLimits {
+pub(crate) struct Admission {
     total: Arc<Semaphore>,
     max_total: usize,
     per_address: Mutex<HashMap<IpAddr, usize>>,
@@ -59,11 +60,11 @@ pub(crate) struct SessionLimits {
 /// One admitted session; dropping it frees its places.
 pub(crate) struct SessionPermit {
     _total: OwnedSemaphorePermit,
-    limits: Arc<SessionLimits>,
+    limits: Arc<Admission>,
     address: IpAddr,
 }
 
-impl SessionLimits {
+impl Admission {
     /// Counters for the limits of `config`.
     pub(crate) fn new(config: &Config) -> Self {
         Self {
@@ -76,17 +77,17 @@ impl SessionLimits {
     }
 
     /// Admits a session from `address`, or says which limit it is over.
-    pub(crate) fn admit(self: &Arc<Self>, address: IpAddr) -> Result<SessionPermit, Refusal> {
+    pub(crate) fn admit(self: &Arc<Self>, address: IpAddr) -> Result<SessionPermit, Refused> {
         let address = peer_key(address);
         let total = self
             .total
             .clone()
             .try_acquire_owned()
-            .map_err(|_| Refusal::Total(self.max_total))?;
-        let mut per_address = self.per_address.lock().expect("session counters");
+            .map_err(|_| Refused::Total(self.max_total))?;
+        let mut per_address = self.per_address.lock();
         let count = per_address.entry(address).or_default();
         if *count >= self.max_per_address {
-            return Err(Refusal::PerAddress(self.max_per_address));
+            return Err(Refused::PerAddress(self.max_per_address));
         }
         *count += 1;
         Ok(SessionPermit {
@@ -99,12 +100,7 @@ impl SessionLimits {
     /// Sessions running from `address`.
     #[cfg(test)]
     fn running_from(&self, address: IpAddr) -> usize {
-        self.per_address
-            .lock()
-            .expect("session counters")
-            .get(&address)
-            .copied()
-            .unwrap_or(0)
+        self.per_address.lock().get(&address).copied().unwrap_or(0)
     }
 }
 
@@ -127,7 +123,7 @@ fn peer_key(address: IpAddr) -> IpAddr {
 
 impl Drop for SessionPermit {
     fn drop(&mut self) {
-        let mut per_address = self.limits.per_address.lock().expect("session counters");
+        let mut per_address = self.limits.per_address.lock();
         if let Some(count) = per_address.get_mut(&self.address) {
             *count -= 1;
             if *count == 0 {
@@ -137,7 +133,7 @@ impl Drop for SessionPermit {
     }
 }
 
-impl SessionLimits {
+impl Admission {
     /// Answers the connection's greeting with `421` (RFC 3080 §2.4): the
     /// negative greeting is written at once, without a task (a fresh
     /// socket's send buffer always has room for it). Then, while fewer
@@ -149,7 +145,7 @@ impl SessionLimits {
         &self,
         stream: TcpStream,
         peer: SocketAddr,
-        refusal: Refusal,
+        refusal: Refused,
         tasks: &TaskTracker,
     ) {
         tracing::debug!(%peer, reason = %refusal.text(), "session refused");
@@ -192,13 +188,13 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    fn limits(total: usize, per_address: usize) -> Arc<SessionLimits> {
+    fn limits(total: usize, per_address: usize) -> Arc<Admission> {
         let text = format!(
             "[relay]\ndomains = [\"a.test\"]\nstate_dir = \"s\"\n[tls]\nrequired = false\n\
              [limits]\nmax_sessions = {total}\nmax_sessions_per_address = {per_address}\n"
         );
         let config = Config::parse(&text, Path::new("imxpd.toml")).unwrap();
-        Arc::new(SessionLimits::new(&config))
+        Arc::new(Admission::new(&config))
     }
 
     #[test]
@@ -208,14 +204,14 @@ mod tests {
         let b: IpAddr = "127.0.0.3".parse().unwrap();
         let first = limits.admit(a).unwrap();
         let _second = limits.admit(a).unwrap();
-        assert_eq!(limits.admit(a).err(), Some(Refusal::PerAddress(2)));
+        assert_eq!(limits.admit(a).err(), Some(Refused::PerAddress(2)));
         let _third = limits.admit(b).unwrap();
-        assert_eq!(limits.admit(b).err(), Some(Refusal::Total(3)));
+        assert_eq!(limits.admit(b).err(), Some(Refused::Total(3)));
         drop(first);
         assert_eq!(limits.running_from(a), 1);
         let _again = limits.admit(b).unwrap();
         assert_eq!(limits.running_from(b), 2);
-        assert!(Refusal::PerAddress(2).text().contains("your address"));
+        assert!(Refused::PerAddress(2).text().contains("your address"));
     }
 
     #[test]
@@ -227,7 +223,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             limits.admit("2001:db8:1:2::77".parse().unwrap()).err(),
-            Some(Refusal::PerAddress(2)),
+            Some(Refused::PerAddress(2)),
             "same /64"
         );
         let _c = limits.admit("2001:db8:1:3::1".parse().unwrap()).unwrap();
@@ -235,7 +231,7 @@ mod tests {
         let _e = limits.admit("192.0.2.1".parse().unwrap()).unwrap();
         assert_eq!(
             limits.admit("192.0.2.1".parse().unwrap()).err(),
-            Some(Refusal::PerAddress(2)),
+            Some(Refused::PerAddress(2)),
             "mapped and plain IPv4 are the same peer"
         );
     }

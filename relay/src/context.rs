@@ -1,0 +1,126 @@
+//! The state every part of a running relay shares: its configuration, the
+//! clock, the [`Intake`] handle (the only way to add a datagram to the
+//! spool), which endpoints are attached where, the hold releases waiting
+//! to run, TLS material, SASL, the access entries.
+//!
+//! This module sits at the bottom of the relay's module graph: it imports
+//! none of the modules that use it (listeners, intake users, delivery, the
+//! dispatcher, the server that wires them), and it holds no spool handle.
+//! Code that has a [`Context`] can queue new datagrams through
+//! [`Context::intake`] and nothing else of the spool.
+
+use crate::access::Access;
+use crate::attachments::Attachments;
+use crate::auth::{EdgeSasl, Penalties};
+use crate::config::Config;
+use crate::hold::Release;
+use crate::intake::Intake;
+use crate::tls::TlsStore;
+use imxp_spool::Clock;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// State shared by every task of a running relay.
+pub(crate) struct Context {
+    /// The configuration it runs with.
+    pub(crate) config: Arc<Config>,
+    /// The clock the spool uses too (queue times, `dataTiming`).
+    pub(crate) clock: Clock,
+    /// The one path into the spool.
+    pub(crate) intake: Intake,
+    /// Which endpoints are attached where.
+    pub(crate) attachments: Attachments,
+    /// Releases of held datagrams, requested when an endpoint attaches.
+    pub(crate) release: Release,
+    /// TLS material in force (swapped on reload).
+    pub(crate) tls: Arc<TlsStore>,
+    /// SASL for edge sessions (users file).
+    pub(crate) sasl: EdgeSasl,
+    /// Failed-authentication scores per peer address.
+    pub(crate) penalties: Arc<Penalties>,
+    /// The access entries (RFC 3341).
+    pub(crate) access: Access,
+    next_session: AtomicU64,
+}
+
+/// The parts a [`Context`] is made of (see its fields).
+pub(crate) struct Parts {
+    pub(crate) config: Arc<Config>,
+    pub(crate) clock: Clock,
+    pub(crate) intake: Intake,
+    pub(crate) tls: Arc<TlsStore>,
+    pub(crate) sasl: EdgeSasl,
+    pub(crate) penalties: Arc<Penalties>,
+    pub(crate) access: Access,
+}
+
+impl Context {
+    /// A context with nothing attached and no release requested.
+    pub(crate) fn new(parts: Parts) -> Self {
+        Self {
+            config: parts.config,
+            clock: parts.clock,
+            intake: parts.intake,
+            attachments: Attachments::default(),
+            release: Release::default(),
+            tls: parts.tls,
+            sasl: parts.sasl,
+            penalties: parts.penalties,
+            access: parts.access,
+            next_session: AtomicU64::new(1),
+        }
+    }
+
+    /// Milliseconds since the UNIX epoch, by the spool's clock.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// Re-reads the TLS material and the users file (SIGHUP). Each part
+    /// that fails to load is logged and keeps its old value.
+    pub(crate) fn reload(&self) {
+        match self.tls.reload(&self.config) {
+            Ok(()) => tracing::info!("TLS certificates, keys and trust anchors reloaded"),
+            Err(error) => tracing::error!(%error, "TLS reload failed; keeping the old material"),
+        }
+        match self.sasl.reload() {
+            Ok(users) => tracing::info!(users, "users file reloaded"),
+            Err(error) => tracing::error!(%error, "users reload failed; keeping the old users"),
+        }
+    }
+
+    /// A new session number (attachments are owned by sessions).
+    pub(crate) fn session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The BEEP settings of an inbound session (edge or mesh): the APEX
+    /// profile, after TLS when it is required, and `[limits]`.
+    pub(crate) fn inbound_session(&self) -> imxp_beep::Config {
+        let limits = &self.config.limits;
+        let mut config = imxp_beep::Config::new(imxp_beep::Role::Listener);
+        config.profiles = vec![crate::datagram::APEX_PROFILE.to_owned()];
+        config.profiles_require_tls = self.config.tls.required;
+        config.max_message_size = self.config.max_message_size;
+        config.receive_window = limits.window;
+        config.max_channels = limits.max_channels;
+        config.max_outstanding = limits.max_outstanding_per_channel;
+        config.greeting_timeout = Some(limits.greeting_timeout);
+        config.idle_timeout = limits.idle_timeout;
+        config
+    }
+
+    /// The driver settings around `session`, with `tls` as server side.
+    pub(crate) fn inbound_driver(
+        &self,
+        session: imxp_beep::Config,
+        tls: Option<&Arc<rustls::ServerConfig>>,
+    ) -> imxp_beep::io::DriverConfig {
+        let mut driver = imxp_beep::io::DriverConfig::new(session);
+        if let Some(tls) = tls {
+            driver.tls = imxp_beep::io::TlsSetup::Server(tls.clone());
+        }
+        driver.handshake_timeout = Some(self.config.limits.handshake_timeout);
+        driver
+    }
+}
