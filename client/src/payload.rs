@@ -73,7 +73,7 @@ pub fn outcome(response: &BeepResponse) -> Result<(), ClientError> {
 }
 
 /// Reads the init reply of the `<start>` that carried an `attach`
-/// (spec-digest §3.4): `<ok />` or `<error>` as the `<profile>`'s content.
+/// (docs/decisions.md, APEX core): `<ok />` or `<error>` as the `<profile>`'s content.
 pub fn init_outcome(init: Option<&[u8]>) -> Result<(), ClientError> {
     let init = init.ok_or_else(|| {
         ClientError::Protocol("the relay started the channel without answering the attach".into())

@@ -4,7 +4,7 @@
 //!
 //! The spool keeps the MSG payload exactly as received; each delivery
 //! re-reads it and writes a new `data` naming only the recipients of that
-//! hop, with the content part carried octet for octet (DESIGN rule 3).
+//! hop, with the content part carried octet for octet (docs/architecture.md, "Content is opaque").
 
 use crate::identity::{self, Sender};
 use crate::refusal::Refusal;
@@ -61,7 +61,7 @@ pub(crate) enum Request {
 }
 
 /// The canonical text of an endpoint: local part as written, domain in
-/// lower case (RFC 3340 §2.2.1; spec-digest §3.2).
+/// lower case (RFC 3340 §2.2.1; docs/decisions.md, APEX core).
 pub(crate) fn key(endpoint: &Endpoint) -> String {
     format!("{}@{}", endpoint.local(), endpoint.domain().canonical())
 }
@@ -200,7 +200,7 @@ pub(crate) struct Prepared {
 /// Builds the `data` for `recipients` of the stored datagram, transmitted
 /// as `hop` after `elapsed_ms` at this relay: per-originator and
 /// per-recipient mustUnderstand options that apply and are not understood
-/// fail their recipient (504, after `ok`: spec-digest §9 erratum 10);
+/// fail their recipient (504, after `ok`: docs/decisions.md, APEX core);
 /// `targetHop='this'` options are removed; the `dataTiming` counters are
 /// reduced by `elapsed_ms` (noLaterThan run out: the recipients fail as
 /// expired, nothing is sent); going to a next relay, the `dataHopping`
@@ -208,7 +208,7 @@ pub(crate) struct Prepared {
 /// the hop identity `hop_id` (this relay's id for the datagram,
 /// [`imxp_apex::hop_id`]) replaces the previous hop's, so the receiver can
 /// recognise a retransmission. Identities and content are kept octet for
-/// octet (DESIGN rule 3).
+/// octet (docs/architecture.md, "Content is opaque").
 pub(crate) fn prepare(
     stored: &Bytes,
     recipients: &[String],

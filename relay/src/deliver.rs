@@ -105,8 +105,13 @@ impl Deliverer {
                 let recipient = &envelope.recipients[index].endpoint;
                 let outcome = match self.access_check(&envelope.originator, recipient) {
                     Some(AccessHook::Service) => {
-                        crate::access::serve(&self.ctx, recipient, &envelope.originator, content)
-                            .await
+                        crate::access::service::serve(
+                            &self.ctx,
+                            recipient,
+                            &envelope.originator,
+                            content,
+                        )
+                        .await
                     }
                     Some(AccessHook::Blocked(outcome)) => outcome,
                     None => {

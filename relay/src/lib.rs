@@ -1,30 +1,42 @@
-//! imxpd, the APEX relay (RFC 3340): listeners, intake, scheduler, delivery
-//! and routing.
+//! imxpd, the APEX relay (RFC 3340). The data path, one module per step
+//! (docs/architecture.md draws it and lists the rules the code keeps):
 //!
-//! # Layout
+//! ```text
+//! endpoint → listen/edge ─┐
+//!                         ├→ intake → spool → qmgr → deliver ─┬→ outbound → next relay
+//! relay → listen/mesh ────┘                                   └→ attached endpoint
+//! ```
 //!
-//! * [`config`] — `imxpd.toml`, validated into typed settings.
-//! * [`activation`] — running without root: inherited sockets (socket
-//!   activation), the root refusal, privileged-port hints.
-//! * [`server`] — `run`: listeners, sessions, scheduler, admin socket,
-//!   graceful shutdown.
-//! * `edge`, `mesh` — the two kinds of inbound sessions (endpoint-relay,
-//!   relay-relay) and their APEX operations.
-//! * `intake` — the one path into the spool (durable before `ok`).
-//! * `qmgr` — the scheduler; `deliver` — local and remote delivery;
-//!   `outbound` — pooled mesh sessions to other relays.
-//! * `attachments` — which endpoints are attached where (`attachOverride`).
-//! * `hold` — held datagrams (`hold4Endpoint`) released when their endpoint
-//!   attaches.
-//! * `limits` — admission of sessions (total and per peer address, 421
-//!   beyond them).
-//! * `access` — the access service `apex=access@<domain>` (RFC 3341) and
-//!   the `core:data` check of local delivery; entries in `access.json`.
-//! * `datagram` — APEX payloads as the relay reads and writes them.
-//! * [`auth`] — the users file and SASL mechanisms for edge sessions.
+//! # Layout, from the top
+//!
+//! * [`server`] — `run`: wires the parts below and runs them until
+//!   shutdown.
+//! * `listen` — accept loops, admission (session limits, 421 beyond them),
+//!   and the session skeleton that the two roles specialise: `edge`
+//!   (endpoints: SASL, `attach`, `terminate`, `data`) and `mesh` (relays:
+//!   `bind`, `data`).
+//! * `qmgr` — the dispatcher: claims due datagrams and held ones released
+//!   on attach, hands them to delivery, records outcomes, confirms
+//!   reports. The only code that changes a queued datagram's state.
+//! * `deliver` — local and remote delivery, returning typed outcomes (no
+//!   spool handle); `outbound` — pooled mesh sessions to other relays.
+//! * `report` — the report service (RFC 3340 §5.1, §6.2; RFC 3342);
+//!   `access` — the access service (RFC 3341) and the `core:data` check.
+//! * `context` — the state every part shares (no spool handle).
+//! * `intake` — the one path into the spool: the only type that can add a
+//!   datagram (durable before `ok`).
+//! * `attachments` — which endpoints are attached where (`attachOverride`);
+//!   `hold` — release requests for held datagrams (`hold4Endpoint`).
+//! * `datagram` — APEX payloads as the relay reads and writes them;
+//!   `identity` — when two datagrams are the same (dedup); `options` —
+//!   option processing at intake; `refusal` — the error replies.
 //! * [`tls`] — certificates, rustls configurations, peer-name checks.
+//! * [`auth`] — the users file and SASL mechanisms for edge sessions.
 //! * [`route`] — where a domain's datagrams go: local, a static route, or
 //!   DNS SRV `_apex-mesh._tcp` (RFC 2782) with the implicit fallback.
+//! * [`activation`] — running without root: inherited sockets (socket
+//!   activation), the root refusal, privileged-port hints.
+//! * [`config`] — `imxpd.toml`, validated into typed settings.
 
 mod access;
 pub mod activation;

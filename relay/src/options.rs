@@ -8,12 +8,12 @@
 //! Per-originator and per-recipient options are processed after `ok`, at
 //! delivery ([`crate::datagram::prepare`]).
 //!
-//! Decisions (spec-digest §9):
+//! Decisions (docs/decisions.md, Options):
 //! * A per-data option with `targetHop='final'` applies here if any
 //!   recipient is in a domain this relay serves; `this` and `all` always
 //!   apply.
 //! * An applicable, not-understood mustUnderstand per-data option is
-//!   refused with 504 (erratum 10).
+//!   refused with 504 (RFC 3340 §5 names no code).
 //! * A `statusRequest` or `dataTiming` per-data option without a `transID`
 //!   cannot be answered (a statusResponse needs one): refused with 501.
 //! * A `data` that is a report (from `apex=report@…`, or carrying a

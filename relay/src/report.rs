@@ -8,7 +8,7 @@
 //!   `final`: the relay that delivers to the recipient): 250 when
 //!   delivered, or, at a relay that forwards, when handed to the next relay
 //!   (the per-hop trace of `targetHop='all'`); the failure's code
-//!   otherwise. Decision (spec-digest §9): a relay that gives up on a
+//!   otherwise. Decision (docs/decisions.md, Options): a relay that gives up on a
 //!   recipient also answers a `final` request, since the final relay never
 //!   will.
 //! * `dataTiming` `reportErrors`: a timing error report (550) when the
@@ -22,8 +22,8 @@
 //!   still goes on.
 //! * `dataHopping` `reportErrors`: 550 when the hop budget ran out (§4).
 //!
-//! Rules: a datagram that is itself a report never produces one (DESIGN
-//! rule 5); a recipient is reported once (the spool's report state, plus a
+//! Rules: a datagram that is itself a report never produces one
+//! (docs/architecture.md, "Reports never cause reports"); a recipient is reported once (the spool's report state, plus a
 //! report id derived from what it reports, so an enqueue repeated after a
 //! crash is recognized as a duplicate); reports are limited per originator
 //! per minute (`[reports] max_per_originator_per_minute`), the rest dropped,

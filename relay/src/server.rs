@@ -1,7 +1,7 @@
 //! The relay server in the mini-redis manner: [`run`] takes bound
 //! listeners and a shutdown future. This module only wires the parts
 //! together and runs them: it opens the spool, builds the shared
-//! [`Context`] (with the intake handle), the reporter, the deliverer and
+//! `Context` (with the intake handle), the reporter, the deliverer and
 //! the dispatcher, starts the admin socket and one accept loop per
 //! listener, and on shutdown stops accepting, lets sessions and
 //! deliveries finish, and closes the spool.

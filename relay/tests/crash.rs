@@ -1,8 +1,9 @@
 //! Relay A (a real `imxpd` process) is killed with SIGKILL while 10,000
 //! datagrams to b.test are in flight, then restarted on the same spool:
 //! every datagram A acknowledged to a sender reaches the recipient at B
-//! exactly once, and nothing reaches it twice (DESIGN rules 1 and 2; the
-//! receiving relay's dedup index catches A's resends).
+//! exactly once, and nothing reaches it twice (docs/architecture.md: accepted
+//! means durable; the receiving relay recognises A's resends by their hop
+//! identity, docs/decisions.md, Duplicates).
 
 use imxp_apex::Endpoint;
 use imxp_client::{Client, ConnectOptions};

@@ -1,5 +1,5 @@
 //! RFC 3342 §3 `hold4Endpoint` and §1 `attachOverride` across two relays
-//! (a.test, b.test): the RFC examples (spec-digest Appendix A.3), held
+//! (a.test, b.test): the RFC examples (RFC 3342 §3), held
 //! datagrams delivered on attach in order of arrival and exactly once, also
 //! after a restart, expiry while held, the per-endpoint hold limits, and
 //! data in flight following an override.

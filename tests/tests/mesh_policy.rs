@@ -1,5 +1,5 @@
 //! Mesh sessions as another relay sees them (RFC 3340 §4.4.2, §4.4.4.1,
-//! DESIGN §Security model): bind is authorized by the peer's certificate,
+//! docs/architecture.md, "Security"): bind is authorized by the peer's certificate,
 //! a bound peer may originate only for its domains and deliver only to
 //! domains the relay serves.
 

@@ -1,4 +1,4 @@
-//! Hop-by-hop security (spec-digest §8) against real relays on loopback:
+//! Hop-by-hop security (RFC 3340 §4.5, §11; docs/architecture.md, "Security") against real relays on loopback:
 //! the SASL mechanisms of edge sessions with their refusal codes, EXTERNAL
 //! from a client certificate, read-only ANONYMOUS, the failed-login delay,
 //! reloading certificates and users without dropping sessions, and the

@@ -21,10 +21,8 @@
 //! `access:query`/`access:get`/`access:set` (the defaults grant them to
 //! the domain's APEX services).
 
-mod service;
+pub(crate) mod service;
 mod store;
-
-pub(crate) use service::serve;
 
 use crate::config::AccessSettings;
 use imxp_apex::Endpoint;

@@ -1,6 +1,6 @@
 //! Routing: where a destination domain's datagrams go.
 //!
-//! [`Router::route`] decides, in this order (DESIGN.md §Routing):
+//! [`Router::route`] decides, in this order (docs/architecture.md, "Routing"):
 //!
 //! 1. a domain this relay serves → [`Route::Local`];
 //! 2. a static route from the configuration (`[routes]`) → that `host:port`;
