@@ -11,6 +11,7 @@
 //!
 //! * [`server`] — `run`: wires the parts below and runs them until
 //!   shutdown.
+//! * `notify` — readiness, draining and watchdog for systemd.
 //! * `listen` — accept loops, admission (session limits, 421 beyond them),
 //!   and the session skeleton that the two roles specialise: `edge`
 //!   (endpoints: SASL, `attach`, `terminate`, `data`) and `mesh` (relays:
@@ -50,6 +51,7 @@ mod hold;
 mod identity;
 mod intake;
 mod listen;
+mod notify;
 mod options;
 mod outbound;
 mod qmgr;

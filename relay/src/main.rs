@@ -148,7 +148,7 @@ fn main() -> anyhow::Result<()> {
                     }
                     None => Listeners::bind(&config).await?,
                 };
-                server::run(config, listeners, shutdown_signal()).await?;
+                server::run(config, listeners, shutdown_signal()?).await?;
                 anyhow::Ok(())
             })
         }
@@ -188,18 +188,19 @@ fn prepare_dev(state_dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(config_path)
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("SIGTERM handler");
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is
+/// called, not when the future is first polled: the relay tells systemd it
+/// is ready before it waits for the shutdown, and a SIGTERM in between
+/// must start a drain, not kill the process.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
         tokio::select! {
-            _ = interrupt => {}
+            _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
+    })
 }

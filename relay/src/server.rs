@@ -13,6 +13,7 @@ use crate::context::{Context, Parts};
 use crate::deliver::Deliverer;
 use crate::intake::Intake;
 use crate::listen::{self, admission::Admission, edge::Edge, mesh::Mesh};
+use crate::notify;
 use crate::outbound::Outbound;
 use crate::qmgr::Dispatcher;
 use crate::report::Reporter;
@@ -302,8 +303,12 @@ pub async fn run_with_reload(
             }
         });
     }
+    tasks.spawn(notify::watchdog(stop.clone()));
+    notify::ready();
+    tracing::info!("ready");
     shutdown.await;
     tracing::info!("shutting down");
+    notify::stopping();
     stop.cancel();
     tasks.close();
     if tokio::time::timeout(Duration::from_secs(30), tasks.wait())

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 /// Modules from the bottom up: each may use only those before it.
 const LAYERS: &[&str] = &[
     "config",
+    "notify",
     "activation",
     "route",
     "auth",
