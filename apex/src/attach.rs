@@ -14,7 +14,7 @@ use crate::error::ApexError;
 use crate::mime;
 use crate::option::ApexOption;
 use crate::trans_id;
-use crate::xml::{self, Document, Element};
+use crate::xml::{self, Document, DtdChecks as _, Element};
 
 /// `<attach endpoint='…' transID='…'>option*</attach>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

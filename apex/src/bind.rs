@@ -14,7 +14,7 @@ use crate::error::ApexError;
 use crate::mime;
 use crate::option::ApexOption;
 use crate::trans_id;
-use crate::xml::{self, Document, Element};
+use crate::xml::{self, Document, DtdChecks as _, Element};
 
 /// `<bind relay='…' transID='…'>option*</bind>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -22,7 +22,7 @@ use crate::error::ApexError;
 use crate::limits::Limits;
 use crate::mime::{self, MimePart};
 use crate::option::{ApexOption, is_absolute_uri};
-use crate::xml::{self, Document, Element};
+use crate::xml::{self, Document, DtdChecks as _, Element};
 
 /// The content of a `data`: what its `content` attribute refers to
 /// (RFC 3340 §4.1). Relays carry it octet for octet and never look inside.

@@ -16,50 +16,11 @@ use crate::address::AddressError;
 use crate::code::ReplyCode;
 use crate::reply::ErrorReply;
 
-/// Why an `application/beep+xml` document was refused.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[non_exhaustive]
-pub enum XmlError {
-    /// The document is larger than [`Limits::max_xml`](crate::Limits::max_xml).
-    #[error("XML document of {size} octets exceeds the limit of {limit}")]
-    TooLarge {
-        /// Size of the document.
-        size: usize,
-        /// The limit in force.
-        limit: usize,
-    },
-    /// Elements nest deeper than [`Limits::max_depth`](crate::Limits::max_depth).
-    #[error("elements nested deeper than the limit of {limit}")]
-    TooDeep {
-        /// The limit in force.
-        limit: usize,
-    },
-    /// A DOCTYPE declaration (RFC 3080 §6.4: not allowed in
-    /// `application/beep+xml`; also the XXE and billion-laughs defence).
-    #[error("DOCTYPE is not allowed in application/beep+xml")]
-    Doctype,
-    /// An entity reference other than the five predefined ones.
-    #[error("entity reference &{0}; is not allowed in application/beep+xml")]
-    Entity(String),
-    /// The document is not UTF-8.
-    #[error("XML document is not UTF-8")]
-    NotUtf8,
-    /// The XML declaration names an encoding other than UTF-8.
-    #[error("XML declaration names encoding {0:?}; only UTF-8 is accepted")]
-    Encoding(String),
-    /// Not well-formed XML.
-    #[error("poorly-formed XML at octet {position}: {message}")]
-    Syntax {
-        /// Octet offset of the error in the document.
-        position: u64,
-        /// What the XML reader reported.
-        message: String,
-    },
-    /// No root element, or something other than whitespace, comments or
-    /// processing instructions outside it.
-    #[error("XML document must contain exactly one root element")]
-    Root,
-}
+/// Why an `application/beep+xml` document was refused: the error of the
+/// shared reader in `imxp-wire`, whose limits here are
+/// [`Limits::max_xml`](crate::Limits::max_xml) and
+/// [`Limits::max_depth`](crate::Limits::max_depth).
+pub use imxp_wire::xml::XmlError;
 
 /// Why a BEEP message payload is not a MIME entity APEX accepts
 /// (RFC 3080 §2.2.2, RFC 3340 §4.1, RFC 2046 §5.1, RFC 2387).
@@ -214,16 +175,6 @@ pub enum ApexError {
         /// What is wrong.
         reason: &'static str,
     },
-}
-
-impl XmlError {
-    /// The reply code for this failure: 554 for limits, else 500.
-    pub fn reply_code(&self) -> ReplyCode {
-        match self {
-            Self::TooLarge { .. } | Self::TooDeep { .. } => ReplyCode::TRANSACTION_FAILED,
-            _ => ReplyCode::SYNTAX_ERROR,
-        }
-    }
 }
 
 impl MimeError {

@@ -8,7 +8,8 @@
 //!   [`Domain`] (FQDN or `[literal]`), RFC 3340 §2.2: subaddresses, the
 //!   reserved `apex=` services, comparison rules (§2.2.1), the `apex:` URL
 //!   form with %-encoding.
-//! * [`code`] — [`ReplyCode`], RFC 3340 §10 plus 350, 503, 551, 556.
+//! * [`code`] — [`ReplyCode`] (from `imxp-wire`, shared with BEEP), RFC 3340
+//!   §10 plus 350, 503, 551, 556; success is [`ReplyCode::APEX_OK`] (250).
 //! * One module per element (mini-redis `cmd/` style):
 //!   [`attach`] (§4.4.1), [`bind`] (§4.4.2), [`terminate`] (§4.4.3),
 //!   [`data`] (§4.4.4, with `originator`, `recipient`, `data-content` and
@@ -28,8 +29,9 @@
 //! * [`limits`] — [`Limits`]: payload size, XML size and depth.
 //! * [`error`] — [`ApexError`], [`XmlError`], [`MimeError`], each with the
 //!   reply code to answer with.
-//! * `xml` (private) — the one bounded `application/beep+xml` reader: no
-//!   DOCTYPE, no entities but the predefined five, size and depth bounds.
+//! * `xml` (private) — the glue to the bounded `application/beep+xml`
+//!   reader of `imxp-wire` (no DOCTYPE, no entities but the predefined five,
+//!   size and depth bounds), the DTD checks, and the escaping writers.
 //!
 //! # Decisions where the RFCs are silent or inconsistent
 //!
@@ -90,6 +92,7 @@ pub mod bind;
 pub mod code;
 pub mod data;
 pub mod error;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hop_id;
@@ -104,6 +107,8 @@ pub mod status;
 pub mod terminate;
 pub mod trans_id;
 mod xml;
+
+use xml::DtdChecks as _;
 
 pub use address::{AddressError, Domain, Endpoint};
 pub use attach::Attach;

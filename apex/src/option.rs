@@ -20,7 +20,7 @@
 use crate::error::ApexError;
 use crate::limits::Limits;
 use crate::trans_id;
-use crate::xml::{self, Document, Element};
+use crate::xml::{self, Document, DtdChecks as _, Element};
 
 /// Name of the `statusRequest` option (RFC 3340 §5.1).
 pub const STATUS_REQUEST: &str = "statusRequest";

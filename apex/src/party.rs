@@ -21,7 +21,7 @@
 use crate::error::ApexError;
 use crate::limits::Limits;
 use crate::option::{ApexOption, TargetHop};
-use crate::xml;
+use crate::xml::{self, DtdChecks as _};
 
 /// Name of the `dataTiming` option (RFC 3342 §2).
 pub const DATA_TIMING: &str = "dataTiming";

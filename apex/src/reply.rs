@@ -14,7 +14,7 @@ use crate::code::ReplyCode;
 use crate::error::ApexError;
 use crate::limits::Limits;
 use crate::mime;
-use crate::xml::{self, Element};
+use crate::xml::{self, DtdChecks as _, Element};
 
 /// The `<error>` element: a reply code, an optional language and a text
 /// (RFC 3080 §2.3.1.5).

@@ -22,7 +22,7 @@ use crate::error::ApexError;
 use crate::limits::Limits;
 use crate::reply::{parse_code, write_coded};
 use crate::trans_id;
-use crate::xml::{self, Element};
+use crate::xml::{self, DtdChecks as _, Element};
 
 /// The `Name` used for the inline content of reports, as in RFC 3340 §5.1.
 pub const REPORT_CONTENT_NAME: &str = "Content";

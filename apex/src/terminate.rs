@@ -14,7 +14,7 @@ use crate::error::ApexError;
 use crate::mime;
 use crate::reply::parse_code;
 use crate::trans_id;
-use crate::xml::{self, Element};
+use crate::xml::{self, DtdChecks as _, Element};
 
 /// `<terminate transID='…' code='…' xml:lang='…'>text</terminate>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -22,7 +22,7 @@ pub struct Terminate {
     /// The attach or bind transaction to end, or 0 for all of them on the
     /// session (the DTD default).
     pub trans_id: u32,
-    /// Why, default [`ReplyCode::SUCCESS`] (250); RFC 3342 uses 556 for an
+    /// Why, default [`ReplyCode::APEX_OK`] (250); RFC 3342 uses 556 for an
     /// overridden attachment.
     pub code: ReplyCode,
     /// `xml:lang`, if present.
@@ -36,7 +36,7 @@ impl Terminate {
     pub fn new(trans_id: u32) -> Self {
         Self {
             trans_id,
-            code: ReplyCode::SUCCESS,
+            code: ReplyCode::APEX_OK,
             lang: None,
             text: String::new(),
         }
@@ -61,7 +61,7 @@ impl Terminate {
     pub fn to_xml(&self) -> String {
         let mut out = String::from("<terminate");
         xml::push_attribute(&mut out, "transID", &self.trans_id.to_string());
-        if self.code != ReplyCode::SUCCESS {
+        if self.code != ReplyCode::APEX_OK {
             xml::push_attribute(&mut out, "code", &self.code.to_string());
         }
         if let Some(lang) = &self.lang {
@@ -92,7 +92,7 @@ impl Terminate {
         };
         let code = match element.attribute("code") {
             Some(value) => parse_code(E, value)?,
-            None => ReplyCode::SUCCESS,
+            None => ReplyCode::APEX_OK,
         };
         Ok(Self {
             trans_id,

@@ -161,7 +161,7 @@ fn example_values() {
     let AccessMessage::Reply(reply) = find("rfc3341-2.3-lines-408") else {
         panic!("reply expected")
     };
-    assert_eq!((reply.code, reply.trans_id), (ReplyCode::SUCCESS, Some(2)));
+    assert_eq!((reply.code, reply.trans_id), (ReplyCode::APEX_OK, Some(2)));
     // §4.1: both payload forms carry the same query.
     assert_eq!(find("rfc3341-4.1-lines-809"), find("rfc3341-4.1-lines-849"));
     assert_eq!(find("rfc3341-4.1-lines-809"), AccessMessage::Query(query));

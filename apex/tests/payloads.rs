@@ -211,7 +211,7 @@ fn operations_round_trip_through_payloads() {
         panic!("terminate expected")
     };
     assert!(all.is_all());
-    assert_eq!(all.code, ReplyCode::SUCCESS);
+    assert_eq!(all.code, ReplyCode::APEX_OK);
 }
 
 fn code_of(payload: &[u8]) -> u16 {
@@ -271,7 +271,7 @@ fn hostile_xml() {
     ));
     assert_eq!(code_of(&huge), 554);
     let small = Limits::default().with_max_payload(64);
-    let payload = Terminate::with_reason(1, ReplyCode::SUCCESS, "x".repeat(64)).to_payload();
+    let payload = Terminate::with_reason(1, ReplyCode::APEX_OK, "x".repeat(64)).to_payload();
     assert!(matches!(
         Operation::parse_with(&payload, &small).unwrap_err(),
         ApexError::Mime(MimeError::TooLarge { .. })

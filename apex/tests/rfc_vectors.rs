@@ -290,7 +290,7 @@ fn rfc3340_section_4_1_examples() {
     };
     assert_eq!(
         (t.trans_id, t.code, t.text.as_str()),
-        (1, ReplyCode::SUCCESS, "")
+        (1, ReplyCode::APEX_OK, "")
     );
 
     let (data, content) = data_of("rfc3340-4.1-lines-490-518.txt");
@@ -318,7 +318,7 @@ fn rfc3340_section_4_1_examples() {
         status.destinations[0].identity.to_string(),
         "barney@example.com"
     );
-    assert_eq!(status.destinations[0].reply.code, ReplyCode::SUCCESS);
+    assert_eq!(status.destinations[0].reply.code, ReplyCode::APEX_OK);
 }
 
 #[test]

@@ -483,7 +483,7 @@ impl Harness {
                 if local && self.plan.close {
                     self.closing = self.closing.saturating_sub(1);
                     if self.closing == 0 && self.session.channels().next().is_none() {
-                        let _ = self.session.release(ReplyCode::SUCCESS);
+                        let _ = self.session.release(ReplyCode::BEEP_OK);
                     }
                 }
             }
@@ -503,7 +503,7 @@ impl Harness {
         if self.plan.close
             && self
                 .session
-                .close_channel(channel, ReplyCode::SUCCESS, "done")
+                .close_channel(channel, ReplyCode::BEEP_OK, "done")
                 .is_ok()
         {
             self.closing += 1;

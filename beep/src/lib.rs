@@ -36,6 +36,7 @@
 
 pub mod error;
 pub mod frame;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod mgmt;

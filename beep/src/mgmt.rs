@@ -482,7 +482,7 @@ mod tests {
         assert_eq!(start.to_payload().len(), 120);
         let close = Close {
             number: 1,
-            code: ReplyCode::SUCCESS,
+            code: ReplyCode::BEEP_OK,
             lang: None,
             diagnostic: String::new(),
         };

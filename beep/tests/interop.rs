@@ -149,7 +149,7 @@ fn release_closes_every_channel_then_channel_zero_with_an_explicit_number() {
     let mut peer = Script::default();
     let mut session = initiator_with_two_channels(&mut peer);
     let now = Instant::now();
-    session.release(ReplyCode::SUCCESS).unwrap();
+    session.release(ReplyCode::BEEP_OK).unwrap();
     // Both channels are closed first; channel 0 waits for their <ok />s.
     assert_eq!(
         elements(&sent(&mut session)),
@@ -195,7 +195,7 @@ fn a_declined_release_is_reported_and_the_session_stays_usable() {
     let mut peer = Script::default();
     let mut session = initiator_with_two_channels(&mut peer);
     let now = Instant::now();
-    session.release(ReplyCode::SUCCESS).unwrap();
+    session.release(ReplyCode::BEEP_OK).unwrap();
     assert_eq!(sent(&mut session).len(), 2);
     session
         .handle_input(now, &peer.xml("RPY", 3, "<ok />"))
@@ -225,7 +225,7 @@ fn a_declined_release_is_reported_and_the_session_stays_usable() {
         "the caller decides (the driver ends it)"
     );
     // Releasing again is possible.
-    session.release(ReplyCode::SUCCESS).unwrap();
+    session.release(ReplyCode::BEEP_OK).unwrap();
     assert_eq!(
         elements(&sent(&mut session)),
         [("6", "<close number='0' code='200' />")]
@@ -237,7 +237,7 @@ fn a_channel_that_refuses_to_close_stops_the_release() {
     let mut peer = Script::default();
     let mut session = initiator_with_two_channels(&mut peer);
     let now = Instant::now();
-    session.release(ReplyCode::SUCCESS).unwrap();
+    session.release(ReplyCode::BEEP_OK).unwrap();
     assert_eq!(sent(&mut session).len(), 2);
     session
         .handle_input(now, &peer.xml("ERR", 3, "<error code='550'>busy</error>"))

@@ -535,7 +535,7 @@ fn sasl_exchange_then_close_replays() {
         |e| matches!(e, Event::Authenticated { identity, peer: true, .. } if identity == "blockmaster")
     ));
     assert_eq!(initiator.authenticated_identity(), Some("blockmaster"));
-    initiator.close_channel(1, ReplyCode::SUCCESS, "").unwrap();
+    initiator.close_channel(1, ReplyCode::BEEP_OK, "").unwrap();
     assert_eq!(transmit(&mut initiator), close[0].bytes, "close");
     listener.handle_input(now, &close[0].bytes).unwrap();
     let ok = transmit(&mut listener);
@@ -616,7 +616,7 @@ fn release_request_and_ok_match_the_rfc() {
     initiator
         .handle_input(now, &super_listener_greeting())
         .unwrap();
-    initiator.release(ReplyCode::SUCCESS).unwrap();
+    initiator.release(ReplyCode::BEEP_OK).unwrap();
     // The same element as the RFC's `<close code='200' />`, with the
     // DTD's default number written out (interoperability, issue 12).
     let ours = transmit(&mut initiator);

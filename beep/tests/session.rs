@@ -381,7 +381,7 @@ fn close_waits_for_replies_then_both_sides_see_it() {
     let msgno = pair.initiator.send_msg(channel, Bytes::from("q")).unwrap();
     pair.run().unwrap();
     pair.initiator
-        .close_channel(channel, ReplyCode::SUCCESS, "")
+        .close_channel(channel, ReplyCode::BEEP_OK, "")
         .unwrap();
     assert_eq!(
         pair.initiator.send_msg(channel, Bytes::from("more")),
@@ -401,7 +401,7 @@ fn close_waits_for_replies_then_both_sides_see_it() {
         .unwrap();
     pair.run().unwrap();
     assert!(pair.initiator_events.iter().any(
-        |e| matches!(e, Event::ChannelClosed { channel: c, local: true, code } if *c == channel && *code == ReplyCode::SUCCESS)
+        |e| matches!(e, Event::ChannelClosed { channel: c, local: true, code } if *c == channel && *code == ReplyCode::BEEP_OK)
     ));
     assert!(pair.listener_events.iter().any(
         |e| matches!(e, Event::ChannelClosed { channel: c, local: false, .. } if *c == channel)
@@ -421,7 +421,7 @@ fn peer_close_is_accepted_only_after_our_owed_replies_are_sent() {
         .send_rpy(channel, msgno, Bytes::from("a"))
         .unwrap();
     pair.listener
-        .close_channel(channel, ReplyCode::SUCCESS, "bye")
+        .close_channel(channel, ReplyCode::BEEP_OK, "bye")
         .unwrap();
     pair.run().unwrap();
     // Reply arrives before the ok on TCP order: the listener sees both.
@@ -442,7 +442,7 @@ fn peer_close_is_accepted_only_after_our_owed_replies_are_sent() {
 fn release_closes_the_session_on_both_sides() {
     let mut pair = Pair::greeted(config(Role::Initiator), config(Role::Listener));
     let _channel = pair.open_app_channel();
-    pair.initiator.release(ReplyCode::SUCCESS).unwrap();
+    pair.initiator.release(ReplyCode::BEEP_OK).unwrap();
     pair.run().unwrap();
     assert!(
         pair.initiator_events

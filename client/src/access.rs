@@ -171,7 +171,7 @@ pub async fn set(attachment: &mut Attachment, entry: AccessEntry) -> Result<(), 
         entry,
     });
     match call(attachment, &message).await? {
-        AccessMessage::Reply(reply) if reply.code == ReplyCode::SUCCESS => Ok(()),
+        AccessMessage::Reply(reply) if reply.code == ReplyCode::APEX_OK => Ok(()),
         other => Err(refused(other)),
     }
 }

@@ -530,12 +530,7 @@ impl Attachment {
         // Closing may be declined while the relay has a MSG outstanding;
         // the attachments are ended already and the session's release
         // closes the channel in any case.
-        if let Err(error) = self
-            .sender
-            .handle
-            .close(imxp_beep::ReplyCode::SUCCESS)
-            .await
-        {
+        if let Err(error) = self.sender.handle.close(ReplyCode::BEEP_OK).await {
             tracing::debug!(%error, "closing the APEX channel");
         }
         first_error.map_or(Ok(()), Err)

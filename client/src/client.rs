@@ -286,7 +286,7 @@ impl Client {
             .await?;
         if let Err(error) = payload::init_outcome(channel.init()) {
             // The channel exists even when the attach is refused.
-            let _ = channel.close(imxp_beep::ReplyCode::SUCCESS).await;
+            let _ = channel.close(imxp_beep::ReplyCode::BEEP_OK).await;
             return Err(error);
         }
         Ok(Attachment::start(channel, endpoint, trans_id, options))

@@ -9,18 +9,16 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use hmac::{Hmac, KeyInit as _, Mac as _};
 use imxp_beep::tuning::sasl::SaslClient;
+use imxp_beep::tuning::sasl::scram::{self, Key, Keys};
 use rand::RngCore as _;
-use sha2::{Digest as _, Sha256};
-use subtle::ConstantTimeEq as _;
 
 /// The mechanism name.
-pub const MECHANISM: &str = "SCRAM-SHA-256";
+pub const MECHANISM: &str = scram::MECHANISM;
 
 /// The smallest iteration count the client accepts from a relay (RFC 7677
 /// §4: at least 4096).
-pub const MIN_ITERATIONS: u32 = 4096;
+pub const MIN_ITERATIONS: u32 = scram::MIN_ITERATIONS;
 /// The largest iteration count the client accepts, so a hostile relay
 /// cannot make it compute for minutes.
 pub const MAX_ITERATIONS: u32 = 10_000_000;
@@ -38,7 +36,7 @@ enum State {
     /// client-first sent.
     First,
     /// client-final sent; the expected server signature.
-    Final([u8; 32]),
+    Final(Key),
     Done,
 }
 
@@ -110,23 +108,13 @@ impl ScramClient {
                 "iteration count {iterations} is outside {MIN_ITERATIONS}..={MAX_ITERATIONS}"
             ));
         }
-        let prepared = stringprep::saslprep(&self.password)
-            .map_err(|e| format!("the password is not allowed by SASLprep: {e}"))?;
-        let mut salted = [0u8; 32];
-        pbkdf2::pbkdf2_hmac::<Sha256>(prepared.as_bytes(), &salt, iterations, &mut salted);
-        let client_key = hmac(&salted, b"Client Key");
-        let stored_key: [u8; 32] = Sha256::digest(client_key).into();
-        let server_key = hmac(&salted, b"Server Key");
+        let keys = Keys::derive(&self.password, &salt, iterations)
+            .map_err(|e| format!("the password is {e}"))?;
         // c=biws is base64("n,,"): no channel binding, no authzid.
         let without_proof = format!("c=biws,r={nonce}");
         let auth_message = format!("{},{text},{without_proof}", self.client_first_bare());
-        let signature = hmac(&stored_key, auth_message.as_bytes());
-        let proof: Vec<u8> = client_key
-            .iter()
-            .zip(signature.iter())
-            .map(|(k, s)| k ^ s)
-            .collect();
-        self.state = State::Final(hmac(&server_key, auth_message.as_bytes()));
+        let proof = keys.client_proof(auth_message.as_bytes());
+        self.state = State::Final(keys.server_signature(auth_message.as_bytes()));
         Ok(format!("{without_proof},p={}", BASE64.encode(proof)).into_bytes())
     }
 }
@@ -166,18 +154,12 @@ impl SaslClient for ScramClient {
             .and_then(|text| text.strip_prefix("v="))
             .and_then(|value| BASE64.decode(value).ok())
             .ok_or("the relay's success carries no server signature (v=)")?;
-        if bool::from(signature.ct_eq(&expected)) {
+        if scram::keys_equal(&signature, &expected) {
             Ok(())
         } else {
             Err("the relay's server signature is wrong: it does not know the verifier".into())
         }
     }
-}
-
-fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256>>::new_from_slice(key).expect("HMAC accepts keys of any length");
-    mac.update(data);
-    mac.finalize().into_bytes().into()
 }
 
 #[cfg(test)]

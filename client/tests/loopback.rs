@@ -452,7 +452,7 @@ async fn the_relay_ends_an_attachment() {
             .terminate(
                 &endpoint("fred@example.com"),
                 Some(0x7fff_0000),
-                ReplyCode::SUCCESS,
+                ReplyCode::APEX_OK,
             )
             .await;
         assert!(
@@ -494,7 +494,7 @@ async fn next_event_reports_terminations_without_ending_other_attachments() {
             .terminate(
                 &endpoint("fred/appl=chat@example.com"),
                 None,
-                ReplyCode::SUCCESS,
+                ReplyCode::APEX_OK,
             )
             .await;
         assert_eq!(ended, Response::Ok);

@@ -151,7 +151,7 @@ pub(crate) fn owed(
                         Kind::Status,
                         request.trans_id,
                         None,
-                        Reply::with_text(ReplyCode::SUCCESS, text),
+                        Reply::with_text(ReplyCode::APEX_OK, text),
                     );
                 }
                 if hop == Hop::Final
@@ -162,7 +162,7 @@ pub(crate) fn owed(
                         Kind::ReturnTrip,
                         option.trans_id,
                         Some(timing.return_trip),
-                        Reply::new(ReplyCode::SUCCESS),
+                        Reply::new(ReplyCode::APEX_OK),
                     );
                 }
             }

@@ -11,7 +11,7 @@
 
 use crate::address::Endpoint;
 use crate::error::ApexError;
-use crate::xml::{self, Element};
+use crate::xml::{self, DtdChecks as _, Element};
 
 use super::{AccessError, Actions, Actor, Timestamp};
 

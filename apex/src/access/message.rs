@@ -25,7 +25,7 @@ use crate::limits::Limits;
 use crate::mime::BEEP_XML;
 use crate::status::Reply;
 use crate::trans_id;
-use crate::xml::{self, Element};
+use crate::xml::{self, DtdChecks as _, Element};
 
 use super::{AccessEntry, Actions, Actor};
 

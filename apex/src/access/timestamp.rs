@@ -9,6 +9,8 @@
 
 use std::fmt;
 
+use imxp_wire::datetime::{self, DateError};
+
 use super::AccessError;
 
 /// An RFC 3339 timestamp, kept as written; equality and ordering are by
@@ -32,20 +34,14 @@ impl Timestamp {
         })
     }
 
-    /// The timestamp of `millis` milliseconds since the Unix epoch, in UTC.
+    /// The timestamp of `millis` milliseconds since the Unix epoch, in UTC
+    /// (clamped to the years 0000 to 9999, which RFC 3339 can write).
     pub fn from_unix_millis(millis: i64) -> Self {
-        let nanos = i128::from(millis) * 1_000_000;
-        let days = millis.div_euclid(86_400_000);
-        let ms_of_day = millis.rem_euclid(86_400_000);
-        let (year, month, day) = civil_from_days(days);
-        let text = format!(
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-            ms_of_day / 3_600_000,
-            ms_of_day / 60_000 % 60,
-            ms_of_day / 1000 % 60,
-            ms_of_day % 1000
-        );
-        Self { text, nanos }
+        let millis = millis.clamp(datetime::MIN_UNIX_MILLIS, datetime::MAX_UNIX_MILLIS);
+        Self {
+            text: datetime::rfc3339_millis(millis),
+            nanos: i128::from(millis) * 1_000_000,
+        }
     }
 
     /// Milliseconds since the Unix epoch (fractions below a millisecond are
@@ -120,12 +116,10 @@ fn parse_nanos(text: &str) -> Result<i128, &'static str> {
     let minute = digits(b, 14..16)?;
     expect(b, 16, b":")?;
     let second = digits(b, 17..19)?;
-    if !(1..=12).contains(&month) {
-        return Err("month out of range");
-    }
-    if day < 1 || day > days_in_month(year, month) {
-        return Err("day out of range for the month");
-    }
+    let days = calendar_days(year, month, day).map_err(|e| match e {
+        DateError::Month => "month out of range",
+        _ => "day out of range for the month",
+    })?;
     if hour > 23 || minute > 59 || second > 60 {
         return Err("time of day out of range");
     }
@@ -169,48 +163,17 @@ fn parse_nanos(text: &str) -> Result<i128, &'static str> {
     if at != b.len() {
         return Err("trailing characters after the offset");
     }
-    let days = days_from_civil(year, month, day);
     let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
     Ok(i128::from(seconds) * 1_000_000_000 + fraction)
 }
 
-fn is_leap(year: i64) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
-/// algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The inverse of [`days_from_civil`].
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+/// Days since 1970-01-01 of a date read as digits (four for the year, two
+/// each for month and day, so the conversions cannot fail).
+fn calendar_days(year: i64, month: i64, day: i64) -> Result<i64, DateError> {
+    let month = u8::try_from(month).map_err(|_| DateError::Month)?;
+    let day = u8::try_from(day).map_err(|_| DateError::Day)?;
+    let year = i32::try_from(year).map_err(|_| DateError::Day)?;
+    datetime::unix_days(year, month, day)
 }
 
 #[cfg(test)]

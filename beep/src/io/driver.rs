@@ -404,7 +404,7 @@ impl Driver {
                     let _ = done.send(Err(error.into()));
                 }
             },
-            Command::Release { done } => match self.session.release(ReplyCode::SUCCESS) {
+            Command::Release { done } => match self.session.release(ReplyCode::BEEP_OK) {
                 Ok(()) => self.release = Some(done),
                 Err(error) => {
                     let _ = done.send(Err(error.into()));

@@ -601,7 +601,7 @@ impl Session {
                     self.close_deadlines.remove(&number);
                     self.events.push_back(Event::ChannelClosed {
                         channel: number,
-                        code: ReplyCode::SUCCESS,
+                        code: ReplyCode::BEEP_OK,
                         local: false,
                     });
                 }

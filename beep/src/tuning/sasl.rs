@@ -1,7 +1,9 @@
 //! The SASL profile family (RFC 3080 §4, RFC 4422): profile URIs
 //! `http://iana.org/beep/SASL/<MECHANISM>`, the `<blob>` element, and the
 //! mechanism traits the session drives. ANONYMOUS (RFC 4505) and PLAIN
-//! (RFC 4616) are provided; other mechanisms implement the traits.
+//! (RFC 4616) are provided; other mechanisms implement the traits, and
+//! [`scram`] holds the SCRAM-SHA-256 key arithmetic that a SCRAM client and
+//! server share.
 //!
 //! None of the mechanisms here negotiates a security layer, so a successful
 //! exchange does not reset the session (RFC 3080 §4.1 resets only when a
@@ -11,6 +13,8 @@ use crate::mgmt::{self, ErrorReply};
 use crate::reply_code::ReplyCode;
 use crate::xml;
 use base64::Engine as _;
+
+pub mod scram;
 
 /// Prefix of every SASL profile URI (RFC 3080 §4.1).
 pub const SASL_URI_PREFIX: &str = "http://iana.org/beep/SASL/";

@@ -97,7 +97,7 @@ impl SaslServerFactory for PlainAfterTls {
     ) -> Result<Box<dyn SaslServer>, imxp_beep::ErrorReply> {
         if self.require_tls && !context.tls_active {
             return Err(imxp_beep::ErrorReply::new(
-                imxp_beep::ReplyCode::ENCRYPTION_REQUIRED,
+                ReplyCode::ENCRYPTION_REQUIRED,
                 "PLAIN requires TLS",
             ));
         }
@@ -265,7 +265,7 @@ async fn serve(
     while let Some(start) = incoming.next().await {
         let Some(user) = connection.state().authenticated else {
             start.reject(imxp_beep::ErrorReply::new(
-                imxp_beep::ReplyCode::AUTH_REQUIRED,
+                ReplyCode::AUTH_REQUIRED,
                 "authentication required",
             ));
             continue;

@@ -173,7 +173,7 @@ async fn handle(
                         },
                     });
                     (
-                        reply(ReplyCode::SUCCESS, Some(trans_id), ""),
+                        reply(ReplyCode::APEX_OK, Some(trans_id), ""),
                         Some((owner, notification)),
                     )
                 }

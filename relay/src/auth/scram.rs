@@ -1,12 +1,7 @@
 //! Salted SCRAM-SHA-256 verifiers (RFC 5802 §3, RFC 7677): what the users
-//! file stores instead of a password.
-//!
-//! ```text
-//! SaltedPassword = PBKDF2-HMAC-SHA-256(SASLprep(password), salt, i)
-//! ClientKey      = HMAC(SaltedPassword, "Client Key")
-//! StoredKey      = SHA-256(ClientKey)
-//! ServerKey      = HMAC(SaltedPassword, "Server Key")
-//! ```
+//! file stores instead of a password. The key arithmetic (SaltedPassword,
+//! ClientKey, StoredKey, ServerKey, proofs and signatures) is
+//! [`imxp_beep::tuning::sasl::scram`], shared with the client.
 //!
 //! The verifier (salt, i, StoredKey, ServerKey) is enough both to check a
 //! PLAIN password and to run the server side of SCRAM-SHA-256
@@ -17,17 +12,15 @@
 use super::AuthError;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use hmac::{Hmac, KeyInit as _, Mac as _};
+use imxp_beep::tuning::sasl::scram::{self, KEY_LEN, Keys};
 use rand::RngCore as _;
-use sha2::{Digest as _, Sha256};
-use subtle::ConstantTimeEq as _;
 
 /// The mechanism name, also the scheme tag of the text form (RFC 5803).
-pub const SCHEME: &str = "SCRAM-SHA-256";
+pub const SCHEME: &str = scram::MECHANISM;
 /// Iteration count for new verifiers (the minimum RFC 7677 §4 allows).
 pub const DEFAULT_ITERATIONS: u32 = 4096;
 /// The smallest iteration count accepted (RFC 7677 §4).
-pub const MIN_ITERATIONS: u32 = 4096;
+pub const MIN_ITERATIONS: u32 = scram::MIN_ITERATIONS;
 /// The largest iteration count accepted, so a damaged file cannot make a
 /// single login take minutes.
 pub const MAX_ITERATIONS: u32 = 10_000_000;
@@ -35,9 +28,6 @@ pub const MAX_ITERATIONS: u32 = 10_000_000;
 pub const SALT_LEN: usize = 24;
 /// The shortest salt accepted, in octets.
 pub const MIN_SALT_LEN: usize = 16;
-
-/// Output length of SHA-256 and of HMAC-SHA-256.
-const KEY_LEN: usize = 32;
 
 /// A SCRAM-SHA-256 verifier: everything the server keeps about a password.
 #[derive(Clone, PartialEq, Eq)]
@@ -77,12 +67,12 @@ impl ScramVerifier {
     /// The verifier for `password` with the given salt and iteration count
     /// (no range checks: for test vectors and for SCRAM clients).
     pub fn derive(password: &str, salt: &[u8], iterations: u32) -> Result<Self, AuthError> {
-        let salted = salted_password(password, salt, iterations)?;
+        let keys = Keys::from_salted(&salted_password(password, salt, iterations)?);
         Ok(Self {
             iterations,
             salt: salt.to_vec(),
-            stored_key: sha256(&hmac(&salted, b"Client Key")),
-            server_key: hmac(&salted, b"Server Key"),
+            stored_key: keys.stored_key,
+            server_key: keys.server_key,
         })
     }
 
@@ -112,32 +102,20 @@ impl ScramVerifier {
         let Ok(salted) = salted_password(password, &self.salt, self.iterations) else {
             return false;
         };
-        let stored = sha256(&hmac(&salted, b"Client Key"));
-        bool::from(stored.ct_eq(&self.stored_key))
+        scram::keys_equal(&Keys::from_salted(&salted).stored_key, &self.stored_key)
     }
 
     /// SCRAM server side (RFC 5802 §3): recovers ClientKey from a
     /// ClientProof over `auth_message` and checks it against StoredKey, in
     /// constant time.
     pub fn verify_client_proof(&self, auth_message: &[u8], client_proof: &[u8]) -> bool {
-        if client_proof.len() != KEY_LEN {
-            return false;
-        }
-        let signature = hmac(&self.stored_key, auth_message);
-        let mut client_key = [0u8; KEY_LEN];
-        for (k, (p, s)) in client_key
-            .iter_mut()
-            .zip(client_proof.iter().zip(signature.iter()))
-        {
-            *k = p ^ s;
-        }
-        bool::from(sha256(&client_key).ct_eq(&self.stored_key))
+        scram::verify_client_proof(&self.stored_key, auth_message, client_proof)
     }
 
     /// ServerSignature = HMAC(ServerKey, AuthMessage), sent as `v=` in the
     /// server-final-message (RFC 5802 §3).
     pub fn server_signature(&self, auth_message: &[u8]) -> [u8; 32] {
-        hmac(&self.server_key, auth_message)
+        scram::server_signature(&self.server_key, auth_message)
     }
 
     /// Parses the RFC 5803 text form
@@ -211,21 +189,8 @@ pub fn salted_password(
     salt: &[u8],
     iterations: u32,
 ) -> Result<[u8; 32], AuthError> {
-    let prepared = stringprep::saslprep(password)
-        .map_err(|e| AuthError::InvalidPassword(format!("not allowed by SASLprep: {e}")))?;
-    let mut out = [0u8; KEY_LEN];
-    pbkdf2::pbkdf2_hmac::<Sha256>(prepared.as_bytes(), salt, iterations, &mut out);
-    Ok(out)
-}
-
-fn hmac(key: &[u8], data: &[u8]) -> [u8; KEY_LEN] {
-    let mut mac = <Hmac<Sha256>>::new_from_slice(key).expect("HMAC accepts keys of any length");
-    mac.update(data);
-    mac.finalize().into_bytes().into()
-}
-
-fn sha256(data: &[u8]) -> [u8; KEY_LEN] {
-    Sha256::digest(data).into()
+    scram::salted_password(password, salt, iterations)
+        .map_err(|e| AuthError::InvalidPassword(e.to_string()))
 }
 
 #[cfg(test)]
@@ -234,24 +199,6 @@ mod tests {
 
     fn b64(s: &str) -> Vec<u8> {
         BASE64.decode(s).unwrap()
-    }
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
-
-    #[test]
-    fn pbkdf2_hmac_sha256_known_vector() {
-        // RFC 7914 §11: PBKDF2-HMAC-SHA256 (P="passwd", S="salt", c=1); the
-        // first 32 octets of its 64-octet output are T_1.
-        let out = salted_password("passwd", b"salt", 1).unwrap();
-        assert_eq!(
-            out.to_vec(),
-            hex("55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc")
-        );
     }
 
     /// RFC 7677 §3: user "user", password "pencil".

@@ -203,7 +203,7 @@ async fn terminate_displaced(endpoint: String, displaced: Displaced) {
     };
     let terminate = imxp_apex::Terminate::with_reason(
         displaced.trans_id,
-        imxp_apex::ReplyCode::ATTACHMENT_OVERRIDDEN,
+        ReplyCode::ATTACHMENT_OVERRIDDEN,
         "overriden",
     );
     let sent = tokio::time::timeout(
