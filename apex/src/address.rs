@@ -8,7 +8,7 @@
 //! token       = 1*(%x20-2E / %x30-3F / %x41-7E / UTF-8)
 //! ```
 //!
-//! Decisions where the RFC leaves room (spec-digest §3.2, §9 erratum 24):
+//! Decisions where the RFC leaves room (docs/decisions.md, APEX core):
 //!
 //! * **Comparison.** The local part (address and subaddress) is compared
 //!   octet for octet, so `fred@` and `Fred@` differ (§2.2.1). The domain is

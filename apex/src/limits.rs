@@ -1,5 +1,5 @@
 //! Bounds applied to every payload and XML document before and while they
-//! are parsed (DESIGN "Limits everywhere"; RFC 3080 §6.4 for what
+//! are parsed (docs/architecture.md, "Security"; RFC 3080 §6.4 for what
 //! `application/beep+xml` excludes).
 
 /// Size and depth bounds for parsing. [`Limits::default`] is meant for a

@@ -14,7 +14,7 @@
 //! ```
 //!
 //! Exactly one of `internal` and `external` is present; `external` is an
-//! absolute URI. `transID` is optional here (spec-digest §9 erratum 8: the
+//! absolute URI. `transID` is optional here (docs/decisions.md, APEX core: the
 //! RFC 3342 examples omit it).
 
 use crate::error::ApexError;
@@ -83,7 +83,7 @@ pub struct ApexOption {
     /// `transID` (1..2147483647), if present.
     pub trans_id: Option<u32>,
     /// `localize`, default [`DEFAULT_LOCALIZE`]: language tags, space
-    /// separated (spec-digest §9 erratum 2).
+    /// separated (docs/decisions.md, BEEP).
     pub localize: String,
     /// The option's content (child elements and text) exactly as written
     /// between its tags, or empty.

@@ -36,7 +36,7 @@ pub enum Hop {
 pub const UNDERSTOOD: &[&str] = &[STATUS_REQUEST, DATA_TIMING, DATA_HOPPING, HOLD_FOR_ENDPOINT];
 
 /// The reply code for an applicable, not-understood mustUnderstand option
-/// (spec-digest §9 erratum 10).
+/// (docs/decisions.md, APEX core).
 pub const NOT_UNDERSTOOD: ReplyCode = ReplyCode::PARAMETER_NOT_IMPLEMENTED;
 
 /// Whether `option` applies at a relay transmitting as `hop` (RFC 3340 §5).

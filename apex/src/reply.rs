@@ -96,7 +96,7 @@ impl Response {
 
     /// Parses the init-reply form: the bare `<ok />` or `<error …>` element
     /// carried as CDATA in the `<profile>` of a reply to `<start>`
-    /// (spec-digest §9 erratum 3). A payload with MIME headers is accepted
+    /// (docs/decisions.md, APEX core). A payload with MIME headers is accepted
     /// too.
     pub fn parse_init(init: &[u8]) -> Result<Self, ApexError> {
         if mime::looks_like_bare_xml(init) {

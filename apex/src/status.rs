@@ -32,7 +32,7 @@ pub const REPORT_CONTENT_NAME: &str = "Content";
 pub struct Reply {
     /// `code`.
     pub code: ReplyCode,
-    /// `transID`, optional (spec-digest §9 erratum 7: every RFC example
+    /// `transID`, optional (docs/decisions.md, APEX core: every RFC example
     /// omits it).
     pub trans_id: Option<u32>,
     /// `xml:lang`, if present.

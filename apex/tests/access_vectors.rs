@@ -1,5 +1,5 @@
 //! RFC 3341 vectors: the access-service examples of §2 and §4.1
-//! (`tests/vectors/rfc3341-*.txt`, spec-digest Appendix A.4) parse and
+//! (`tests/vectors/rfc3341-*.txt`) parse and
 //! round-trip; the §3.1 matching example and the §2.3 `all:none` example
 //! (`tests/access-vectors/`, Appendix A.6) give the expected decisions.
 

@@ -1,4 +1,4 @@
-//! Every APEX example of RFC 3340, 3341, 3342 and 3343 (spec-digest
+//! Every APEX example of RFC 3340, 3341, 3342 and 3343 (
 //! Appendix A.2–A.5), copied verbatim into `tests/vectors/`, parses; what
 //! parses round-trips through the writers unchanged.
 //!
@@ -121,8 +121,7 @@ fn related(xml: &str, cid: &str) -> (Vec<u8>, Vec<u8>) {
 }
 
 /// The one known-bad example: RFC 3343 §2.3 (lines 374-381) prints
-/// `<data-content Name='Content'` without its `>` (spec-digest §9
-/// erratum 21).
+/// `<data-content Name='Content'` without its `>` (an error in the RFC text).
 const MALFORMED: &str = "rfc3343-2.3-lines-374-381.txt";
 
 /// Checks shared by every parsed operation: the writers round-trip it, and

@@ -1,4 +1,4 @@
-//! Every poorly-formed case of RFC 3080 §2.2.1.1 (spec-digest §1.1), a bad
+//! Every poorly-formed case of RFC 3080 §2.2.1.1, a bad
 //! trailer, flow-control violations and over-long input: each ends the
 //! session with a typed error and no reply.
 

@@ -1,4 +1,4 @@
-//! The RFC 3080 examples (spec-digest Appendix A.1, copied to
+//! The RFC 3080 examples (copied to
 //! `tests/vectors/`) as golden vectors: every frame decodes and re-encodes
 //! byte-exact, and whole exchanges are replayed against sessions.
 

@@ -97,7 +97,7 @@ pub fn parse_header(line: &[u8]) -> Result<Header, FrameError> {
     let size = number(fields.next(), MAX_31, "size")?;
     let ansno = if keyword == Keyword::Ans {
         // RFC 3080's ABNF says 0..2147483647 but §2.2.1.1's text says
-        // 0..4294967295 (spec-digest §9.1): accept the wider range, emit
+        // 0..4294967295 (docs/decisions.md, BEEP): accept the wider range, emit
         // the narrower one.
         Some(number(fields.next(), MAX_32, "ansno")?)
     } else {

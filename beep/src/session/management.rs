@@ -546,7 +546,7 @@ impl Session {
             }
             (PendingOp::Close { number, code }, Reply::Ok) => {
                 self.close_deadlines.remove(&number);
-                // After a simultaneous close (spec-digest §9.4) the channel
+                // After a simultaneous close (docs/decisions.md, BEEP) the channel
                 // is already gone: report it once.
                 if self.channels.remove(&number).is_some() {
                     self.events.push_back(Event::ChannelClosed {
