@@ -43,7 +43,7 @@ pub(crate) struct Context {
     next_session: AtomicU64,
 }
 
-/// How one reload ([`Context::reload`]) went, part by part. A part that
+/// How one reload (SIGHUP, or a test asking for one) went, part by part. A part that
 /// failed to load keeps its old value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReloadOutcome {
