@@ -21,10 +21,6 @@ pub(crate) const APEX_PROFILE: &str = "http://iana.org/beep/APEX";
 /// A `data` accepted for intake.
 #[derive(Debug, Clone)]
 pub(crate) struct Incoming {
-    /// Its spool id ([`crate::identity`]).
-    pub(crate) id: DatagramId,
-    /// Whether `id` is a dedup key.
-    pub(crate) id_origin: IdOrigin,
     /// Canonical originator.
     pub(crate) originator: String,
     /// Canonical recipients.
@@ -95,17 +91,7 @@ pub(crate) fn parse_request(payload: &Bytes, max_message_size: usize) -> Result<
                 .ok_or_else(|| Refusal::syntax("data without content"))?;
             let originator = key(&data.originator.identity);
             let recipients: Vec<String> = data.recipient_identities().map(key).collect();
-            let (id, id_origin) = identity::identify(
-                &Sender::Endpoint,
-                &originator,
-                &recipients,
-                &data,
-                &content,
-                wall_clock_ms(),
-            );
             Request::Data(Incoming {
-                id,
-                id_origin,
                 originator,
                 recipients,
                 payload: payload.clone(),
@@ -146,25 +132,18 @@ pub(crate) fn parse_init(init: &[u8]) -> Result<Request, Refusal> {
 }
 
 impl Incoming {
-    /// Names the datagram as one handed over by `sender`
-    /// ([`identity::identify`]); [`parse_request`] assumes an endpoint.
-    pub(crate) fn identify_as(&mut self, sender: &Sender, now_ms: u64) {
-        (self.id, self.id_origin) = identity::identify(
+    /// The spool id of this datagram as one handed over by `sender`, and
+    /// whether it is a dedup key ([`identity::identify`]).
+    pub(crate) fn identity(&self, sender: &Sender, now_ms: u64) -> (DatagramId, IdOrigin) {
+        identity::identify(
             sender,
             &self.originator,
             &self.recipients,
             &self.data,
             &self.content,
             now_ms,
-        );
+        )
     }
-}
-
-/// Milliseconds since the UNIX epoch, for ordering generated ids.
-fn wall_clock_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Parses a stored payload back into its `data` and content.

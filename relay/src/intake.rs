@@ -14,7 +14,7 @@ use crate::options::{self, Source};
 use crate::refusal::Refusal;
 use imxp_beep::io::ChannelHandle;
 use imxp_spool::Event;
-use imxp_spool::{Enqueued, NewDatagram, Spool};
+use imxp_spool::{DatagramId, Enqueued, IdOrigin, NewDatagram, Spool};
 use std::sync::Arc;
 use tokio_util::task::TaskTracker;
 
@@ -57,18 +57,16 @@ impl Intake {
             Sender::Endpoint => Source::Edge,
             Sender::Relay { .. } => Source::Mesh,
         };
-        if sender != Sender::Endpoint {
-            incoming.identify_as(&sender, now);
-        }
+        let (id, id_origin) = incoming.identity(&sender, now);
         writes.spawn(async move {
             let outcome = match options::at_intake(&this.config, &mut incoming, source, now) {
                 Ok(()) => this
-                    .accept(incoming)
+                    .write(incoming, id, id_origin)
                     .await
                     .map(drop)
                     .map_err(|e| Refusal::aborted(e.0)),
                 Err(refusal) => {
-                    tracing::info!(id = %incoming.id, code = refusal.code.0, reason = %refusal.text, event = Event::Refused.as_str());
+                    tracing::info!(%id, code = refusal.code.0, reason = %refusal.text, event = Event::Refused.as_str());
                     Err(refusal)
                 }
             };
@@ -76,14 +74,32 @@ impl Intake {
         });
     }
 
-    /// Writes `incoming` (options already processed) to the spool; resolves
-    /// once it is durable. `Ok(false)`: a duplicate, not queued again.
-    pub(crate) async fn accept(&self, incoming: Incoming) -> Result<bool, IntakeError> {
-        let id = incoming.id;
+    /// Writes `incoming` (options already processed), a datagram the
+    /// relay's own services send as `sender`, to the spool; resolves once
+    /// it is durable. `Ok(false)`: a duplicate, not queued again.
+    pub(crate) async fn accept(
+        &self,
+        incoming: Incoming,
+        sender: &Sender,
+    ) -> Result<bool, IntakeError> {
+        let (id, id_origin) = incoming.identity(sender, self.spool.now_ms());
+        self.write(incoming, id, id_origin).await
+    }
+
+    /// Writes `incoming` under the id `id` (options already processed);
+    /// resolves once it is durable. `Ok(false)`: a duplicate, not queued
+    /// again. Reports use it directly: their id is derived from what they
+    /// report, so the same report queued twice is a duplicate.
+    pub(crate) async fn write(
+        &self,
+        incoming: Incoming,
+        id: DatagramId,
+        id_origin: IdOrigin,
+    ) -> Result<bool, IntakeError> {
         let recipients = incoming.recipients.len();
         let datagram = NewDatagram {
             id,
-            id_origin: incoming.id_origin,
+            id_origin,
             originator: incoming.originator,
             recipients: incoming.recipients,
             options: incoming.options,

@@ -426,10 +426,6 @@ impl Reporter {
         let id = report_id(&data.originator.identity, about, &report);
         let payload = Bytes::from(data.to_payload(&content));
         let incoming = Incoming {
-            id,
-            // Derived, so the same report queued twice across a crash is a
-            // duplicate (see report_id).
-            id_origin: imxp_spool::IdOrigin::Derived,
             originator: datagram::key(&data.originator.identity),
             recipients: vec![to],
             payload,
@@ -437,7 +433,14 @@ impl Reporter {
             content,
             options,
         };
-        let queued = self.ctx.intake.accept(incoming).await.map_err(|e| e.0)?;
+        // Derived, so the same report queued twice across a crash is a
+        // duplicate (see report_id).
+        let queued = self
+            .ctx
+            .intake
+            .write(incoming, id, imxp_spool::IdOrigin::Derived)
+            .await
+            .map_err(|e| e.0)?;
         tracing::info!(
             %id,
             about = %about,

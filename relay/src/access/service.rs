@@ -282,7 +282,12 @@ async fn send(
     let (data, content) = message.to_data(service.clone(), recipient.clone());
     let payload = Bytes::from(data.to_payload(&content));
     match datagram::parse_request(&payload, usize::MAX) {
-        Ok(Request::Data(incoming)) => ctx.intake.accept(incoming).await.map(drop).map_err(|e| e.0),
+        Ok(Request::Data(incoming)) => ctx
+            .intake
+            .accept(incoming, &crate::identity::Sender::Endpoint)
+            .await
+            .map(drop)
+            .map_err(|e| e.0),
         Ok(_) => Err("not a data".into()),
         Err(refusal) => Err(refusal.text),
     }

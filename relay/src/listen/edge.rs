@@ -25,9 +25,11 @@ use std::time::Duration;
 /// The edge role.
 pub(crate) struct Edge;
 
-/// An edge channel: where its attachments are owned.
+/// An edge channel: where its attachments are owned, and the user the
+/// session authenticated as before it opened the channel.
 pub(crate) struct EdgeChannel {
     owner: Owner,
+    user: String,
 }
 
 impl Role for Edge {
@@ -83,7 +85,7 @@ impl Role for Edge {
             };
             datagram::init_reply(attached)
         });
-        Ok((EdgeChannel { owner }, reply))
+        Ok((EdgeChannel { owner, user }, reply))
     }
 
     fn opened(&self, ctx: &Context, state: &mut EdgeChannel, handle: &ChannelHandle) {
@@ -96,19 +98,18 @@ impl Role for Edge {
     fn handle(
         &self,
         ctx: &Context,
-        session: &Session,
+        _session: &Session,
         state: &mut EdgeChannel,
         handle: &ChannelHandle,
         request: Request,
     ) -> Handled {
         let owner = state.owner;
-        let user = session.connection.state().authenticated.unwrap_or_default();
         Handled::Answer(match request {
             Request::Attach {
                 endpoint,
                 trans_id,
                 take_over,
-            } => attach(ctx, &user, owner, &endpoint, trans_id, take_over).map(|()| {
+            } => attach(ctx, &state.user, owner, &endpoint, trans_id, take_over).map(|()| {
                 ctx.attachments.activate(owner, handle);
                 ctx.release.request(&datagram::key(&endpoint));
             }),
