@@ -153,6 +153,8 @@ pub struct TestRelay {
     pub tls: bool,
     /// The configuration file.
     pub config_path: PathBuf,
+    /// The spec it was started from (routes included), to start it again.
+    pub spec: RelaySpec,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), RelayError>>>,
     reload: Arc<server::Reload>,
@@ -226,6 +228,70 @@ pub fn write_config(spec: &RelaySpec, ca: &TestCa, dir: &Path) -> PathBuf {
     path
 }
 
+/// Starts relays `a` and `b` in `base/a` and `base/b`, each with a static
+/// route to the other's domain at the other's mesh listener.
+pub async fn start_pair(
+    base: &Path,
+    ca: &TestCa,
+    a: RelaySpec,
+    b: RelaySpec,
+) -> (TestRelay, TestRelay) {
+    let b_mesh = loopback_listener().await;
+    let b_route = b_mesh.local_addr().expect("mesh address");
+    start_pair_via(base, ca, a, b, b_mesh, b_route).await
+}
+
+/// [`start_pair`] with B's mesh listener `b_mesh` given, and A's route to
+/// B pointing at `b_route` (e.g. a proxy in front of `b_mesh`).
+pub async fn start_pair_via(
+    base: &Path,
+    ca: &TestCa,
+    mut a: RelaySpec,
+    mut b: RelaySpec,
+    b_mesh: TcpListener,
+    b_route: SocketAddr,
+) -> (TestRelay, TestRelay) {
+    let a_mesh = loopback_listener().await;
+    a.routes.push((b.domain.clone(), b_route.to_string()));
+    b.routes.push((
+        a.domain.clone(),
+        a_mesh.local_addr().expect("mesh address").to_string(),
+    ));
+    let relay_a = TestRelay::start(&a, ca, &base.join("a"), None, Some(a_mesh)).await;
+    let relay_b = TestRelay::start(&b, ca, &base.join("b"), None, Some(b_mesh)).await;
+    (relay_a, relay_b)
+}
+
+/// The `imxp` binary next to the running test's `deps/` directory, built
+/// if it is not there yet (a workspace test run builds it anyway).
+pub fn imxp_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .to_owned();
+    let binary = profile_dir.join("imxp");
+    if !binary.exists() {
+        let target_dir = profile_dir.parent().expect("target directory");
+        let status = std::process::Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "imxp-client",
+                "--bin",
+                "imxp",
+                "--target-dir",
+            ])
+            .arg(target_dir)
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building imxp failed");
+    }
+    binary
+}
+
 impl TestRelay {
     /// Starts a relay from `spec` in `dir` on the given listeners (fresh
     /// loopback ones when `None`).
@@ -269,6 +335,7 @@ impl TestRelay {
             dir: dir.to_owned(),
             tls: spec.tls,
             config_path,
+            spec: spec.clone(),
             stop: Some(stop),
             task: Some(task),
             reload,

@@ -6,8 +6,8 @@
 use imxp_apex::access::{AccessMessage, Actions, Actor};
 use imxp_apex::{ApexOption, Endpoint, StatusResponse};
 use imxp_client::access;
-use imxp_tests::relays::{Attached, RelaySpec, TestCa, TestRelay};
-use std::path::{Path, PathBuf};
+use imxp_tests::relays::{Attached, RelaySpec, TestCa, TestRelay, imxp_binary};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -293,32 +293,6 @@ async fn site_default_lets_everyone_write_until_blocked_and_the_service_refuses(
     assert!(texts.iter().any(|t| t == "open again"), "{texts:?}");
     drop((fred, barney, snoop, tool));
     relay.stop().await;
-}
-
-/// The `imxp` binary next to this test's `deps/` directory, built if it is
-/// not there yet (a workspace test run builds it anyway).
-fn imxp_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap().to_owned();
-    let binary = profile_dir.join("imxp");
-    if !binary.exists() {
-        let target_dir = profile_dir.parent().unwrap();
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "imxp-client",
-                "--bin",
-                "imxp",
-                "--target-dir",
-            ])
-            .arg(target_dir)
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building imxp failed");
-    }
-    binary
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

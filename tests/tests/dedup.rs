@@ -12,7 +12,9 @@ use bytes::Bytes;
 use imxp_beep::Profile;
 use imxp_beep::io::{Channel, Response};
 use imxp_client::{Client, ConnectOptions, Mechanism};
-use imxp_tests::relays::{Attached, RelaySpec, TestCa, TestRelay, loopback_listener};
+use imxp_tests::relays::{
+    Attached, RelaySpec, TestCa, TestRelay, loopback_listener, start_pair_via,
+};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -141,20 +143,7 @@ async fn same_text_twice_through_one_relay_is_delivered_twice() {
     wilma.set_auto_ack(true);
     let fred = RawEndpoint::attach(&relay, &ca, "fred@a.test", "secret-fred").await;
 
-    // Inline content, the same text ten times, seconds apart in spirit:
-    // each is acknowledged and each is delivered.
-    for _ in 0..10 {
-        fred.send_ok(inline_data("fred@a.test", "wilma@a.test", "ok"))
-            .await;
-    }
-    assert_eq!(receive(&mut wilma, 10).await, vec!["ok"; 10]);
-
-    // cid: content with distinct Content-IDs: two datagrams.
-    fred.send_ok(part_data("fred@a.test", "wilma@a.test", "1@fred", "same"))
-        .await;
-    fred.send_ok(part_data("fred@a.test", "wilma@a.test", "2@fred", "same"))
-        .await;
-    assert_eq!(receive(&mut wilma, 2).await, vec!["same"; 2]);
+    same_texts_are_all_delivered(&fred, &mut wilma, "wilma@a.test").await;
 
     // The same Content-ID sent again (the endpoint resends after a lost
     // `ok`): one datagram. The marker after it arrives next, so the
@@ -169,42 +158,51 @@ async fn same_text_twice_through_one_relay_is_delivered_twice() {
     relay.stop().await;
 }
 
-/// A and B (real TLS) with static routes to each other's mesh port.
-async fn two_relays(base: &std::path::Path, ca: &TestCa) -> (TestRelay, TestRelay) {
-    let a_mesh = loopback_listener().await;
-    let b_mesh = loopback_listener().await;
+/// From `fred` to `to`: inline content, the same text ten times, then
+/// `cid:` content with the same text and two distinct Content-IDs; each is
+/// acknowledged and each is delivered.
+async fn same_texts_are_all_delivered(fred: &RawEndpoint, inbox: &mut Attached, to: &str) {
+    for _ in 0..10 {
+        fred.send_ok(inline_data("fred@a.test", to, "ok")).await;
+    }
+    assert_eq!(receive(inbox, 10).await, vec!["ok"; 10]);
+    fred.send_ok(part_data("fred@a.test", to, "1@fred", "same"))
+        .await;
+    fred.send_ok(part_data("fred@a.test", to, "2@fred", "same"))
+        .await;
+    assert_eq!(receive(inbox, 2).await, vec!["same"; 2]);
+}
+
+/// A (fred) and B (wilma), plaintext when `tls` is false, A reaching B at
+/// `b_route` (B's mesh listener `b_mesh`, or a proxy in front of it).
+async fn two_relays(
+    base: &std::path::Path,
+    ca: &TestCa,
+    tls: bool,
+    b_mesh: TcpListener,
+    b_route: SocketAddr,
+) -> (TestRelay, TestRelay) {
     let mut a = RelaySpec::new("a.test", &["fred"]);
-    a.routes
-        .push(("b.test".into(), b_mesh.local_addr().unwrap().to_string()));
+    a.tls = tls;
     let mut b = RelaySpec::new("b.test", &["wilma"]);
-    b.routes
-        .push(("a.test".into(), a_mesh.local_addr().unwrap().to_string()));
-    let relay_a = TestRelay::start(&a, ca, &base.join("a"), None, Some(a_mesh)).await;
-    let relay_b = TestRelay::start(&b, ca, &base.join("b"), None, Some(b_mesh)).await;
-    (relay_a, relay_b)
+    b.tls = tls;
+    start_pair_via(base, ca, a, b, b_mesh, b_route).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_text_twice_through_two_relays_is_delivered_twice() {
     let base = tempfile::tempdir().unwrap();
     let ca = TestCa::new();
-    let (a, b) = two_relays(base.path(), &ca).await;
+    let b_mesh = loopback_listener().await;
+    let b_route = b_mesh.local_addr().unwrap();
+    let (a, b) = two_relays(base.path(), &ca, true, b_mesh, b_route).await;
     let mut wilma = b
         .attach(&ca, "wilma@b.test", "secret-wilma", "wilma@b.test")
         .await
         .expect("wilma attaches at B");
     wilma.set_auto_ack(true);
     let fred = RawEndpoint::attach(&a, &ca, "fred@a.test", "secret-fred").await;
-    for _ in 0..10 {
-        fred.send_ok(inline_data("fred@a.test", "wilma@b.test", "ok"))
-            .await;
-    }
-    assert_eq!(receive(&mut wilma, 10).await, vec!["ok"; 10]);
-    fred.send_ok(part_data("fred@a.test", "wilma@b.test", "1@fred", "same"))
-        .await;
-    fred.send_ok(part_data("fred@a.test", "wilma@b.test", "2@fred", "same"))
-        .await;
-    assert_eq!(receive(&mut wilma, 2).await, vec!["same"; 2]);
+    same_texts_are_all_delivered(&fred, &mut wilma, "wilma@b.test").await;
     drained(&a).await;
     drained(&b).await;
     a.stop().await;
@@ -308,19 +306,7 @@ async fn a_forward_whose_ok_is_lost_is_delivered_exactly_once() {
     // proxy can see where B's answer is.
     let b_mesh = loopback_listener().await;
     let proxy = LosingProxy::start(b_mesh.local_addr().unwrap()).await;
-    let a_mesh = loopback_listener().await;
-    let mut a_spec = RelaySpec::new("a.test", &["fred"]);
-    a_spec.tls = false;
-    a_spec
-        .routes
-        .push(("b.test".into(), proxy.address.to_string()));
-    let mut b_spec = RelaySpec::new("b.test", &["wilma"]);
-    b_spec.tls = false;
-    b_spec
-        .routes
-        .push(("a.test".into(), a_mesh.local_addr().unwrap().to_string()));
-    let a = TestRelay::start(&a_spec, &ca, &base.path().join("a"), None, Some(a_mesh)).await;
-    let b = TestRelay::start(&b_spec, &ca, &base.path().join("b"), None, Some(b_mesh)).await;
+    let (a, b) = two_relays(base.path(), &ca, false, b_mesh, proxy.address).await;
     let mut wilma = b
         .attach(&ca, "wilma@b.test", "secret-wilma", "wilma@b.test")
         .await

@@ -7,7 +7,7 @@
 use imxp_apex::{ApexOption, Content, Data, Endpoint, TargetHop};
 use imxp_client::{AttachOptions, ClientError, Event};
 use imxp_spool::RecipientState;
-use imxp_tests::relays::{Attached, RelaySpec, TestCa, TestRelay, loopback_listener};
+use imxp_tests::relays::{Attached, RelaySpec, TestCa, TestRelay, start_pair};
 use std::path::Path;
 use std::time::Duration;
 
@@ -28,19 +28,10 @@ fn held_data(from: &str, to: &str, body: &[u8], more: Vec<ApexOption>) -> (Data,
 /// a.test (user fred) and b.test (user barney), routed to each other;
 /// `b_extra` is appended to b.test's configuration.
 async fn two_relays(base: &Path, ca: &TestCa, b_extra: &str) -> (TestRelay, TestRelay, RelaySpec) {
-    let a_mesh = loopback_listener().await;
-    let b_mesh = loopback_listener().await;
-    let mut a_spec = RelaySpec::new("a.test", &["fred"]);
-    a_spec
-        .routes
-        .push(("b.test".into(), b_mesh.local_addr().unwrap().to_string()));
     let mut b_spec = RelaySpec::new("b.test", &["barney"]);
-    b_spec
-        .routes
-        .push(("a.test".into(), a_mesh.local_addr().unwrap().to_string()));
     b_spec.extra.push_str(b_extra);
-    let a = TestRelay::start(&a_spec, ca, &base.join("a"), None, Some(a_mesh)).await;
-    let b = TestRelay::start(&b_spec, ca, &base.join("b"), None, Some(b_mesh)).await;
+    let (a, b) = start_pair(base, ca, RelaySpec::new("a.test", &["fred"]), b_spec).await;
+    let b_spec = b.spec.clone();
     (a, b, b_spec)
 }
 

@@ -9,7 +9,7 @@ use imxp_apex::{
     ApexOption, Content, Data, DataHopping, DataTiming, Endpoint, StatusResponse, TargetHop,
 };
 use imxp_client::payload::text_data;
-use imxp_tests::relays::{Attached, RelaySpec, TestCa, TestRelay, loopback_listener};
+use imxp_tests::relays::{Attached, RelaySpec, TestCa, TestRelay, start_pair};
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -26,19 +26,11 @@ async fn two_relays(
     extra_a: &str,
     extra_b: &str,
 ) -> (TestRelay, TestRelay) {
-    let a_mesh = loopback_listener().await;
-    let b_mesh = loopback_listener().await;
     let mut a = RelaySpec::new("a.test", &["fred"]);
-    a.routes
-        .push(("b.test".into(), b_mesh.local_addr().unwrap().to_string()));
     a.extra.push_str(extra_a);
     let mut b = RelaySpec::new("b.test", &["wilma"]);
-    b.routes
-        .push(("a.test".into(), a_mesh.local_addr().unwrap().to_string()));
     b.extra.push_str(extra_b);
-    let relay_a = TestRelay::start(&a, ca, &base.join("a"), None, Some(a_mesh)).await;
-    let relay_b = TestRelay::start(&b, ca, &base.join("b"), None, Some(b_mesh)).await;
-    (relay_a, relay_b)
+    start_pair(base, ca, a, b).await
 }
 
 async fn fred(a: &TestRelay, ca: &TestCa) -> Attached {

@@ -3,7 +3,7 @@
 //! a 1 MiB datagram, and the RFC 3340 §4.4.1 / §4.4.4.1 refusals.
 
 use imxp_apex::Endpoint;
-use imxp_tests::relays::{RelaySpec, TestCa, TestRelay, loopback_listener};
+use imxp_tests::relays::{RelaySpec, TestCa, TestRelay, start_pair};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -15,17 +15,8 @@ fn ep(text: &str) -> Endpoint {
 
 /// A and B, each routing the other's domain statically to its mesh port.
 async fn two_relays(base: &std::path::Path, ca: &TestCa) -> (TestRelay, TestRelay) {
-    let a_mesh = loopback_listener().await;
-    let b_mesh = loopback_listener().await;
-    let mut a = RelaySpec::new("a.test", &["fred", "barney"]);
-    a.routes
-        .push(("b.test".into(), b_mesh.local_addr().unwrap().to_string()));
-    let mut b = RelaySpec::new("b.test", &["wilma"]);
-    b.routes
-        .push(("a.test".into(), a_mesh.local_addr().unwrap().to_string()));
-    let relay_a = TestRelay::start(&a, ca, &base.join("a"), None, Some(a_mesh)).await;
-    let relay_b = TestRelay::start(&b, ca, &base.join("b"), None, Some(b_mesh)).await;
-    (relay_a, relay_b)
+    let a = RelaySpec::new("a.test", &["fred", "barney"]);
+    start_pair(base, ca, a, RelaySpec::new("b.test", &["wilma"])).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,7 @@
 //! stays attached for the status reports its datagram asked for, prints
 //! them, and its exit status says what became of the recipients.
 
-use imxp_tests::relays::{Attached, RelaySpec, TestCa, TestRelay, loopback_listener};
+use imxp_tests::relays::{Attached, RelaySpec, TestCa, TestRelay, imxp_binary, start_pair};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -12,17 +12,8 @@ const BOUND: Duration = Duration::from_secs(120);
 
 /// A and B routing each other's domain statically.
 async fn two_relays(base: &Path, ca: &TestCa) -> (TestRelay, TestRelay) {
-    let a_mesh = loopback_listener().await;
-    let b_mesh = loopback_listener().await;
-    let mut a = RelaySpec::new("a.test", &["fred"]);
-    a.routes
-        .push(("b.test".into(), b_mesh.local_addr().unwrap().to_string()));
-    let mut b = RelaySpec::new("b.test", &["wilma", "betty"]);
-    b.routes
-        .push(("a.test".into(), a_mesh.local_addr().unwrap().to_string()));
-    let relay_a = TestRelay::start(&a, ca, &base.join("a"), None, Some(a_mesh)).await;
-    let relay_b = TestRelay::start(&b, ca, &base.join("b"), None, Some(b_mesh)).await;
-    (relay_a, relay_b)
+    let b = RelaySpec::new("b.test", &["wilma", "betty"]);
+    start_pair(base, ca, RelaySpec::new("a.test", &["fred"]), b).await
 }
 
 /// Wilma attached at B, reading (and so acknowledging) all the time; the
@@ -42,32 +33,6 @@ async fn wilma(b: &TestRelay, ca: &TestCa) -> tokio::sync::mpsc::UnboundedReceiv
         }
     });
     rx
-}
-
-/// The `imxp` binary next to this test's `deps/` directory, built if it is
-/// not there yet (a workspace test run builds it anyway).
-fn imxp_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap().to_owned();
-    let binary = profile_dir.join("imxp");
-    if !binary.exists() {
-        let target_dir = profile_dir.parent().unwrap();
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "imxp-client",
-                "--bin",
-                "imxp",
-                "--target-dir",
-            ])
-            .arg(target_dir)
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building imxp failed");
-    }
-    binary
 }
 
 /// `imxp send` as fred through A's edge, with `timeout` seconds.
