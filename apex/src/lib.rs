@@ -101,6 +101,7 @@ pub mod message;
 pub mod mime;
 pub mod option;
 pub mod party;
+pub mod presence;
 pub mod processing;
 pub mod reply;
 pub mod status;

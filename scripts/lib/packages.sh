@@ -21,4 +21,4 @@ ensure_packages() {
 BUILD_PACKAGES=(pkg-config libssl-dev libclang-dev clang)
 
 # The standard tools the end-to-end interop tests run against (e2e/tests/).
-TEST_PACKAGES=(gnupg openssl systemd)
+TEST_PACKAGES=(gnupg openssl systemd libxml2-utils)
