@@ -9,8 +9,11 @@
 //! 3. `{"type":"dedup","id":"…","seen_ms":…}` per remembered id;
 //! 4. `{"type":"quarantine","key":"<base64>","value":"<base64>"}` per
 //!    quarantined record, raw;
-//! 5. `{"type":"end","datagrams":N,"dedup":N,"quarantine":N}`: a dump
-//!    without it is truncated and refused at the end of import.
+//! 5. `{"type":"presence","key":"<base64>","value":"<base64>"}` per record
+//!    of the relay's presence state (entries, subscriptions, watches), raw;
+//! 6. `{"type":"end","datagrams":N,"dedup":N,"quarantine":N,"presence":N}`:
+//!    a dump without it is truncated and refused at the end of import
+//!    (`presence` may be absent in dumps of older versions: 0).
 //!
 //! Import is idempotent: datagrams, dedup and quarantine entries already
 //! present are skipped, so an interrupted import can be run again.
@@ -69,6 +72,15 @@ pub enum DumpLine {
         #[serde(with = "serde_bytes_b64")]
         value: Vec<u8>,
     },
+    /// A record of the relay's presence state, raw.
+    Presence {
+        /// Its key in the presence tree.
+        #[serde(with = "serde_bytes_b64")]
+        key: Vec<u8>,
+        /// Its stored value.
+        #[serde(with = "serde_bytes_b64")]
+        value: Vec<u8>,
+    },
     /// Last line.
     End {
         /// Datagram lines written.
@@ -77,6 +89,9 @@ pub enum DumpLine {
         dedup: u64,
         /// Quarantine lines written.
         quarantine: u64,
+        /// Presence lines written.
+        #[serde(default)]
+        presence: u64,
     },
 }
 
@@ -115,6 +130,9 @@ pub struct DumpSummary {
     pub dedup: u64,
     /// Quarantine entries.
     pub quarantine: u64,
+    /// Presence records.
+    #[serde(default)]
+    pub presence: u64,
 }
 
 fn write_line(out: &mut impl Write, line: &DumpLine) -> Result<(), DumpError> {
@@ -180,12 +198,17 @@ pub fn export(
         write_line(out, &DumpLine::Quarantine { key, value })?;
         summary.quarantine += 1;
     }
+    for (key, value) in spool.presence_records()? {
+        write_line(out, &DumpLine::Presence { key, value })?;
+        summary.presence += 1;
+    }
     write_line(
         out,
         &DumpLine::End {
             datagrams: summary.datagrams,
             dedup: summary.dedup,
             quarantine: summary.quarantine,
+            presence: summary.presence,
         },
     )?;
     out.flush()?;
@@ -262,11 +285,16 @@ pub fn import(
                 window.push((false, spool.restore_quarantine(key, value)));
                 summary.quarantine += 1;
             }
+            DumpLine::Presence { key, value } => {
+                window.push((false, spool.restore_presence(key, value)));
+                summary.presence += 1;
+            }
             DumpLine::End {
                 datagrams,
                 dedup,
                 quarantine,
-            } => end = Some((datagrams, dedup, quarantine)),
+                presence,
+            } => end = Some((datagrams, dedup, quarantine, presence)),
         }
         if window.len() >= 1024 {
             drain(&mut window, &mut summary)?;
@@ -278,16 +306,17 @@ pub fn import(
         None => Err(DumpError::Format(
             "truncated dump (no end line); what was read is imported, run import again with a complete dump".into(),
         )),
-        Some((d, q, r))
-            if (d, q, r)
+        Some((d, q, r, p))
+            if (d, q, r, p)
                 != (
                     summary.datagrams + summary.skipped,
                     summary.dedup,
                     summary.quarantine,
+                    summary.presence,
                 ) =>
         {
             Err(DumpError::Format(format!(
-                "end line counts ({d} datagrams, {q} dedup, {r} quarantine) do not match the lines read"
+                "end line counts ({d} datagrams, {q} dedup, {r} quarantine, {p} presence) do not match the lines read"
             )))
         }
         Some(_) => Ok(summary),

@@ -183,6 +183,85 @@ fn generated_ids_are_not_remembered(kind: EngineKind) {
     assert_clean(&spool);
 }
 
+/// A newer datagram supersedes a queued older one in the same commit, but
+/// never one that is in flight (its delivery may already be under way).
+fn a_newer_datagram_supersedes_a_queued_one(kind: EngineKind) {
+    let env = Env::new(kind);
+    let spool = env.open();
+    let mut first = datagram(id(1), &["wilma@b.example"], QueueOptions::default());
+    first.id_origin = IdOrigin::Generated;
+    spool.enqueue(first.clone()).wait().unwrap();
+    let mut second = first.clone();
+    second.id = id(2);
+    assert_eq!(
+        spool
+            .enqueue_superseding(second.clone(), id(1))
+            .wait()
+            .unwrap(),
+        Enqueued::Queued(id(2))
+    );
+    assert!(
+        spool.get(id(1)).unwrap().is_none(),
+        "the queued one is gone"
+    );
+    assert_eq!(spool.len().unwrap(), 1);
+    // In flight: kept, the newer one queued beside it.
+    spool.claim(id(2)).wait().unwrap().unwrap();
+    let mut third = first.clone();
+    third.id = id(3);
+    spool.enqueue_superseding(third, id(2)).wait().unwrap();
+    assert!(
+        spool.get(id(2)).unwrap().is_some(),
+        "in flight: not superseded"
+    );
+    assert_eq!(spool.len().unwrap(), 2);
+    // Superseding a datagram that no longer exists just enqueues.
+    let mut fourth = first;
+    fourth.id = id(4);
+    spool.enqueue_superseding(fourth, id(1)).wait().unwrap();
+    assert_eq!(spool.len().unwrap(), 3);
+    assert_clean(&spool);
+}
+
+/// Presence records are written atomically, survive a reopen, and deleting
+/// one removes it.
+fn presence_records_are_durable(kind: EngineKind) {
+    let env = Env::new(kind);
+    let spool = env.open();
+    spool
+        .presence_write(vec![
+            (b"e\0fred".to_vec(), Some(b"entry".to_vec())),
+            (b"s\0fred\0wilma".to_vec(), Some(b"sub".to_vec())),
+        ])
+        .wait()
+        .unwrap();
+    spool
+        .presence_write(vec![(b"s\0fred\0wilma".to_vec(), None)])
+        .wait()
+        .unwrap();
+    drop(spool);
+    let spool = env.open();
+    assert_eq!(
+        spool.presence_records().unwrap(),
+        vec![(b"e\0fred".to_vec(), b"entry".to_vec())]
+    );
+    assert_clean(&spool);
+    // They travel in a dump, to either engine.
+    let mut dump = Vec::new();
+    let exported = imxp_spool::dump::export(&spool, &mut dump, &mut |_, _| {}).unwrap();
+    assert_eq!(exported.presence, 1);
+    for other in EngineKind::ALL {
+        let target = Env::new(other);
+        let copy = target.open();
+        let imported = imxp_spool::dump::import(&copy, &dump[..], &mut |_, _| {}).unwrap();
+        assert_eq!(imported.presence, 1);
+        assert_eq!(
+            copy.presence_records().unwrap(),
+            spool.presence_records().unwrap()
+        );
+    }
+}
+
 fn deliver_defer_expire_report(kind: EngineKind) {
     let env = Env::new(kind);
     let spool = env.open();
@@ -928,6 +1007,8 @@ both_engines!(
     enqueue_get_content_due,
     dedup_window,
     generated_ids_are_not_remembered,
+    a_newer_datagram_supersedes_a_queued_one,
+    presence_records_are_durable,
     deliver_defer_expire_report,
     permanent_failure_without_report_removes,
     delivery_report_owed_until_confirmed,

@@ -55,11 +55,15 @@ pub enum Tree {
     Quarantine,
     /// Schema version and creation facts.
     Meta,
+    /// The relay's presence state (RFC 3343 §4: entries, subscriptions and
+    /// watches in progress), opaque to the spool: keys and values are the
+    /// relay's. Written only through [`crate::Spool::presence_write`].
+    Presence,
 }
 
 impl Tree {
     /// Every tree, in a fixed order (engines index their handles by it).
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Envelopes,
         Self::Content,
         Self::Due,
@@ -68,6 +72,7 @@ impl Tree {
         Self::Dedup,
         Self::Quarantine,
         Self::Meta,
+        Self::Presence,
     ];
 
     /// The tree's stable on-disk name.
@@ -81,6 +86,7 @@ impl Tree {
             Self::Dedup => "dedup",
             Self::Quarantine => "quarantine",
             Self::Meta => "meta",
+            Self::Presence => "presence",
         }
     }
 

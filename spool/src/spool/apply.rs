@@ -29,6 +29,26 @@ fn validate_endpoint(e: &str) -> Result<(), SpoolError> {
 pub(super) fn apply(view: &mut View<'_>, op: Op, ctx: &Ctx<'_>) -> Result<Output, SpoolError> {
     match op {
         Op::Enqueue(d) => enqueue_op(view, d, ctx),
+        Op::Supersede { datagram, old } => {
+            if let Some(envelope) = load(view, &old)?
+                && !envelope
+                    .recipients
+                    .iter()
+                    .any(|r| matches!(r.state, RecipientState::InFlight { .. }))
+            {
+                write_envelope(view, &old, Some(&envelope), None)?;
+            }
+            enqueue_op(view, datagram, ctx)
+        }
+        Op::Presence(records) => {
+            for (key, value) in records {
+                match value {
+                    Some(value) => view.put(Tree::Presence, key, value),
+                    None => view.delete(Tree::Presence, key),
+                }
+            }
+            Ok(Output::Unit)
+        }
         Op::Mutate {
             id,
             f,
@@ -120,7 +140,7 @@ pub(super) fn apply(view: &mut View<'_>, op: Op, ctx: &Ctx<'_>) -> Result<Output
                 return Ok(Output::Changed(false));
             }
             match tree {
-                Tree::Quarantine => view.put(tree, key, value),
+                Tree::Quarantine | Tree::Presence => view.put(tree, key, value),
                 Tree::Dedup => {
                     let id = DatagramId::from_slice(&key)
                         .ok_or_else(|| SpoolError::Invalid("bad dedup id".into()))?;

@@ -43,6 +43,14 @@ pub(super) type MutateFn = Box<dyn FnOnce(&mut Envelope, &Ctx<'_>) -> Output + S
 
 pub(super) enum Op {
     Enqueue(NewDatagram),
+    /// Enqueue `datagram` and, in the same batch, delete `old` if none of
+    /// its recipients is in flight (a newer state supersedes it).
+    Supersede {
+        datagram: NewDatagram,
+        old: DatagramId,
+    },
+    /// Put (`Some`) or delete (`None`) records of [`Tree::Presence`].
+    Presence(Vec<(Vec<u8>, Option<Vec<u8>>)>),
     /// Change an envelope; `None` output if it does not exist.
     Mutate {
         id: DatagramId,

@@ -58,6 +58,23 @@ impl Spool {
         )?;
         Ok(out)
     }
+
+    /// Every record of the presence tree, `(key, value)` in key order, as
+    /// of the last durable commit.
+    pub fn presence_records(&self) -> Result<Vec<RawEntry>, SpoolError> {
+        let mut out = Vec::new();
+        self.inner.engine.scan(
+            Tree::Presence,
+            Bound::Unbounded,
+            Bound::Unbounded,
+            &mut |k, v| {
+                out.push((k.to_vec(), v.to_vec()));
+                ControlFlow::Continue(())
+            },
+        )?;
+        Ok(out)
+    }
+
     /// Decodes a stored envelope; an undecodable one is sent to quarantine
     /// (asynchronously) and reported as [`SpoolError::Corrupt`].
     fn decode_or_quarantine(&self, key: &[u8], bytes: &[u8]) -> Result<Envelope, SpoolError> {

@@ -326,6 +326,19 @@ impl Spool {
         )
     }
 
+    /// Restores a presence record (raw key and value) from a dump; kept as
+    /// is if the key exists.
+    pub fn restore_presence(&self, key: Vec<u8>, value: Vec<u8>) -> Pending<bool> {
+        self.submit(
+            Op::Restore {
+                tree: Tree::Presence,
+                key,
+                value,
+            },
+            changed,
+        )
+    }
+
     /// Restores a dedup entry (id seen at `seen_ms`) from a dump.
     pub fn restore_dedup(&self, id: DatagramId, seen_ms: u64) -> Pending<bool> {
         self.submit(
@@ -337,6 +350,21 @@ impl Spool {
             changed,
         )
     }
+    /// Enqueues `datagram` in place of `old`: in the same durable batch,
+    /// `old` is deleted unless one of its recipients is in flight (then
+    /// both stay). For a sender whose newer datagram makes an older one
+    /// worthless, e.g. presence updates to one subscriber: only the newest
+    /// state waits in the queue.
+    pub fn enqueue_superseding(&self, datagram: NewDatagram, old: DatagramId) -> Pending<Enqueued> {
+        self.submit(Op::Supersede { datagram, old }, enqueued)
+    }
+
+    /// Puts (`Some`) or deletes (`None`) records of the presence tree,
+    /// atomically and durably (group commit, like every spool write).
+    pub fn presence_write(&self, records: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Pending<()> {
+        self.submit(Op::Presence(records), unit)
+    }
+
     /// Forgets dedup entries older than the window. Resolves how many.
     pub fn prune_dedup(&self) -> Pending<u64> {
         self.submit(Op::PruneDedup, count)
