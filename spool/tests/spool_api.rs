@@ -195,7 +195,7 @@ fn a_newer_datagram_supersedes_a_queued_one(kind: EngineKind) {
     second.id = id(2);
     assert_eq!(
         spool
-            .enqueue_superseding(second.clone(), id(1))
+            .enqueue_superseding(second, id(1))
             .wait()
             .unwrap(),
         Enqueued::Queued(id(2))
