@@ -10,7 +10,18 @@
 use imxp_beep::io::ChannelHandle;
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
+
+/// An attachment began or ended (for the presence service, which keeps a
+/// tuple per attached endpoint).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AttachmentEvent {
+    /// The endpoint (canonical text) is attached now.
+    Attached(String),
+    /// The endpoint's attachment ended.
+    Detached(String),
+}
 
 /// Where an attachment was made: a session and a channel on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -65,9 +76,26 @@ pub(crate) enum AttachRefused {
 pub(crate) struct Attachments {
     // A std mutex: short critical sections, never held across an await.
     inner: Mutex<HashMap<String, Attachment>>,
+    /// Where attach and detach events go, if anywhere.
+    events: Option<UnboundedSender<AttachmentEvent>>,
 }
 
 impl Attachments {
+    /// A registry that reports every attach and detach to `events`, in
+    /// the order they happen.
+    pub(crate) fn with_events(events: UnboundedSender<AttachmentEvent>) -> Self {
+        Self {
+            inner: Mutex::default(),
+            events: Some(events),
+        }
+    }
+
+    fn report(&self, event: AttachmentEvent) {
+        if let Some(events) = &self.events {
+            let _ = events.send(event);
+        }
+    }
+
     /// Attaches `endpoint`. If another application already is, the attach
     /// is refused (554), unless `take_over` (`attachOverride`): then the
     /// old attachment ends and is returned, for the caller to send it the
@@ -114,6 +142,8 @@ impl Attachments {
             },
         );
         tracing::info!(%endpoint, session = owner.session, channel = owner.channel, "attached");
+        // Sent under the lock, so that events keep the order of changes.
+        self.report(AttachmentEvent::Attached(endpoint.to_owned()));
         Ok(displaced)
     }
 
@@ -160,6 +190,7 @@ impl Attachments {
             old.ended.cancel();
         }
         tracing::info!(%endpoint, "detached");
+        self.report(AttachmentEvent::Detached(endpoint.clone()));
         Some(endpoint)
     }
 
@@ -171,6 +202,9 @@ impl Attachments {
             if ends {
                 a.ended.cancel();
                 tracing::info!(%endpoint, "detached");
+                if let Some(events) = &self.events {
+                    let _ = events.send(AttachmentEvent::Detached(endpoint.clone()));
+                }
             }
             !ends
         });
@@ -242,6 +276,34 @@ mod tests {
         assert_eq!(attachments.terminate(owner(2), 3).as_deref(), Some(FRED));
         assert!(!attachments.is_attached(FRED));
         assert!(matches!(attachments.lookup(FRED), Lookup::Detached));
+    }
+
+    #[test]
+    fn attach_and_detach_are_reported_in_order() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let attachments = Attachments::with_events(tx);
+        attachments
+            .attach(FRED, owner(1), 1, None, 16, false)
+            .unwrap();
+        attachments
+            .attach("wilma@example.com", owner(1), 2, None, 16, false)
+            .unwrap();
+        attachments.terminate(owner(1), 2);
+        attachments
+            .attach(FRED, owner(2), 3, None, 16, true)
+            .unwrap();
+        attachments.end(2, None);
+        let events: Vec<AttachmentEvent> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(
+            events,
+            vec![
+                AttachmentEvent::Attached(FRED.into()),
+                AttachmentEvent::Attached("wilma@example.com".into()),
+                AttachmentEvent::Detached("wilma@example.com".into()),
+                AttachmentEvent::Attached(FRED.into()),
+                AttachmentEvent::Detached(FRED.into()),
+            ]
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The state every part of a running relay shares: its configuration, the
 //! clock, the [`Intake`] handle (the only way to add a datagram to the
 //! spool), which endpoints are attached where, the hold releases waiting
-//! to run, TLS material, SASL, the access entries.
+//! to run, TLS material, SASL, the access entries, the presence state.
 //!
 //! This module sits at the bottom of the relay's module graph: it imports
 //! none of the modules that use it (listeners, intake users, delivery, the
@@ -10,11 +10,12 @@
 //! [`Context::intake`] and nothing else of the spool.
 
 use crate::access::Access;
-use crate::attachments::Attachments;
+use crate::attachments::{AttachmentEvent, Attachments};
 use crate::auth::{EdgeSasl, Penalties};
 use crate::config::Config;
 use crate::hold::Release;
 use crate::intake::Intake;
+use crate::presence::Presence;
 use crate::tls::TlsStore;
 use imxp_spool::Clock;
 use std::sync::Arc;
@@ -40,6 +41,8 @@ pub(crate) struct Context {
     pub(crate) penalties: Arc<Penalties>,
     /// The access entries (RFC 3341).
     pub(crate) access: Access,
+    /// The presence service's state (RFC 3343).
+    pub(crate) presence: Presence,
     next_session: AtomicU64,
 }
 
@@ -69,6 +72,9 @@ pub(crate) struct Parts {
     pub(crate) sasl: EdgeSasl,
     pub(crate) penalties: Arc<Penalties>,
     pub(crate) access: Access,
+    pub(crate) presence: Presence,
+    /// Where attach and detach events go (the presence service's task).
+    pub(crate) attachment_events: tokio::sync::mpsc::UnboundedSender<AttachmentEvent>,
 }
 
 impl Context {
@@ -78,12 +84,13 @@ impl Context {
             config: parts.config,
             clock: parts.clock,
             intake: parts.intake,
-            attachments: Attachments::default(),
+            attachments: Attachments::with_events(parts.attachment_events),
             release: Release::default(),
             tls: parts.tls,
             sasl: parts.sasl,
             penalties: parts.penalties,
             access: parts.access,
+            presence: parts.presence,
             next_session: AtomicU64::new(1),
         }
     }

@@ -113,6 +113,15 @@ impl Deliverer {
                         )
                         .await
                     }
+                    Some(AccessHook::Presence) => {
+                        crate::presence::service::serve(
+                            &self.ctx,
+                            recipient,
+                            &envelope.originator,
+                            content,
+                        )
+                        .await
+                    }
                     Some(AccessHook::Blocked(outcome)) => outcome,
                     None => {
                         // Held datagrams for the endpoint go first.
@@ -144,6 +153,9 @@ impl Deliverer {
         if recipient.starts_with("apex=access@") {
             return Some(AccessHook::Service);
         }
+        if recipient.starts_with("apex=presence@") {
+            return Some(AccessHook::Presence);
+        }
         if self.ctx.access.permits_data(originator, recipient) {
             return None;
         }
@@ -168,7 +180,7 @@ impl Deliverer {
     ) -> Outcome {
         match self.access_check(&envelope.originator, endpoint) {
             Some(AccessHook::Blocked(outcome)) => outcome,
-            Some(AccessHook::Service) | None => {
+            Some(AccessHook::Service | AccessHook::Presence) | None => {
                 self.deliver_local(envelope, content, endpoint, true).await
             }
         }
@@ -417,6 +429,8 @@ impl Deliverer {
 enum AccessHook {
     /// The recipient is the access service.
     Service,
+    /// The recipient is the presence service.
+    Presence,
     /// The recipient does not accept data from the originator.
     Blocked(Outcome),
 }

@@ -97,27 +97,59 @@ impl Intake {
         id_origin: IdOrigin,
     ) -> Result<bool, IntakeError> {
         let recipients = incoming.recipients.len();
-        let datagram = NewDatagram {
+        let datagram = new_datagram(incoming, id, id_origin);
+        logged(id, recipients, self.spool.enqueue(datagram).await)
+    }
+
+    /// Writes `incoming` (a service's own datagram, id generated) in place
+    /// of `previous`, which is deleted in the same commit if it still waits
+    /// in the queue ([`Spool::enqueue_superseding`]): the presence
+    /// service's newest update to a subscriber.
+    pub(crate) async fn write_replacing(
+        &self,
+        incoming: Incoming,
+        id: DatagramId,
+        previous: DatagramId,
+    ) -> Result<bool, IntakeError> {
+        let recipients = incoming.recipients.len();
+        let datagram = new_datagram(incoming, id, IdOrigin::Generated);
+        logged(
             id,
-            id_origin,
-            originator: incoming.originator,
-            recipients: incoming.recipients,
-            options: incoming.options,
-            content: incoming.payload.to_vec(),
-        };
-        match self.spool.enqueue(datagram).await {
-            Ok(Enqueued::Queued(_)) => {
-                tracing::info!(%id, recipients, event = Event::Queued.as_str());
-                Ok(true)
-            }
-            Ok(Enqueued::Duplicate(_)) => {
-                tracing::info!(%id, event = Event::Duplicate.as_str());
-                Ok(false)
-            }
-            Err(error) => {
-                tracing::error!(%id, %error, "spool write failed");
-                Err(IntakeError(error.to_string()))
-            }
+            recipients,
+            self.spool.enqueue_superseding(datagram, previous).await,
+        )
+    }
+}
+
+fn new_datagram(incoming: Incoming, id: DatagramId, id_origin: IdOrigin) -> NewDatagram {
+    NewDatagram {
+        id,
+        id_origin,
+        originator: incoming.originator,
+        recipients: incoming.recipients,
+        options: incoming.options,
+        content: incoming.payload.to_vec(),
+    }
+}
+
+/// Logs the result of an enqueue: `Ok(false)` for a duplicate.
+fn logged(
+    id: DatagramId,
+    recipients: usize,
+    result: Result<Enqueued, imxp_spool::SpoolError>,
+) -> Result<bool, IntakeError> {
+    match result {
+        Ok(Enqueued::Queued(_)) => {
+            tracing::info!(%id, recipients, event = Event::Queued.as_str());
+            Ok(true)
+        }
+        Ok(Enqueued::Duplicate(_)) => {
+            tracing::info!(%id, event = Event::Duplicate.as_str());
+            Ok(false)
+        }
+        Err(error) => {
+            tracing::error!(%id, %error, "spool write failed");
+            Err(IntakeError(error.to_string()))
         }
     }
 }

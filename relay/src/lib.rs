@@ -54,6 +54,7 @@ mod listen;
 mod notify;
 mod options;
 mod outbound;
+mod presence;
 mod qmgr;
 mod refusal;
 mod report;

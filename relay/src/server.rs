@@ -15,6 +15,7 @@ use crate::intake::Intake;
 use crate::listen::{self, admission::Admission, edge::Edge, mesh::Mesh};
 use crate::notify;
 use crate::outbound::Outbound;
+use crate::presence::{self, Presence, SpoolStore};
 use crate::qmgr::Dispatcher;
 use crate::report::Reporter;
 use crate::route::{DnsSettings, Router};
@@ -57,6 +58,9 @@ pub enum RelayError {
     /// The access entries could not be read.
     #[error("access entries: {0}")]
     Access(String),
+    /// The presence state could not be loaded.
+    #[error("presence state: {0}")]
+    Presence(String),
 }
 
 /// Bound listening sockets.
@@ -309,6 +313,12 @@ pub async fn run_with_reload(
         config.queue.connect_timeout,
         config.max_message_size,
     );
+    let presence = Presence::open(
+        Box::new(SpoolStore::new(spool.clone())),
+        config.presence.clone(),
+    )
+    .map_err(|e| RelayError::Presence(e.to_string()))?;
+    let (attachment_events, attachments) = tokio::sync::mpsc::unbounded_channel();
     let config = Arc::new(config);
     let ctx = Arc::new(Context::new(Parts {
         intake: Intake::new(spool.clone(), config.clone()),
@@ -318,6 +328,8 @@ pub async fn run_with_reload(
         sasl,
         penalties: Arc::new(Penalties::new(FailurePolicy::default())),
         access,
+        presence,
+        attachment_events,
     }));
     let reporter = Arc::new(Reporter::new(ctx.clone()));
     let deliverer = Arc::new(Deliverer::new(
@@ -332,6 +344,11 @@ pub async fn run_with_reload(
     let tasks = TaskTracker::new();
     tasks.spawn(dispatcher.run(stop.clone()));
     tasks.spawn(prune_dedup(spool.clone(), stop.clone()));
+    tasks.spawn(presence::service::run(
+        ctx.clone(),
+        attachments,
+        stop.clone(),
+    ));
     let admin_path = ctx.config.state_dir.join(imxp_spool::admin::SOCKET_NAME);
     let admin = imxp_spool::admin::bind(&admin_path).map_err(|source| RelayError::Io {
         what: format!("admin socket {}", admin_path.display()),

@@ -23,9 +23,11 @@ const LAYERS: &[&str] = &[
     "attachments",
     "hold",
     "access",
+    "presence",
     "intake",
     "context",
     "access::service",
+    "presence::service",
     "report",
     "outbound",
     "deliver",
@@ -41,7 +43,7 @@ const LAYERS: &[&str] = &[
 /// Directories whose files are one module to the outside (their inner
 /// `super::` paths are their own business), except those named in
 /// [`LAYERS`] with a `::`.
-const PACKAGES: &[&str] = &["config", "route", "auth", "access", "listen"];
+const PACKAGES: &[&str] = &["config", "route", "auth", "access", "presence", "listen"];
 
 fn rank(module: &str) -> Option<usize> {
     LAYERS.iter().position(|m| *m == module)
@@ -56,7 +58,9 @@ fn module_of(relative: &Path) -> Option<String> {
     match parts.as_slice() {
         [file] if file == "lib" || file == "main" => None,
         [file] => Some(file.clone()),
-        [dir, file] if dir == "access" && file == "service" => Some("access::service".into()),
+        [dir, file] if (dir == "access" || dir == "presence") && file == "service" => {
+            Some(format!("{dir}::service"))
+        }
         [dir, file] if dir == "listen" && file != "mod" => Some(format!("listen::{file}")),
         [dir, ..] if PACKAGES.contains(&dir.as_str()) => Some(dir.clone()),
         _ => None,

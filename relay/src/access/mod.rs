@@ -102,6 +102,17 @@ impl Access {
             .grants(&data)
     }
 
+    /// Does `owner`'s entry for `actor` grant `action` (e.g.
+    /// `presence:subscribe`, RFC 3343 §5)? The owner itself (any endpoint
+    /// with its base, not a service) always may.
+    pub(crate) fn permits(&self, owner: &Endpoint, actor: &Endpoint, action: &str) -> bool {
+        if actor.same_base(owner) && !actor.is_service() {
+            return true;
+        }
+        let wanted = Action::parse(action).expect("a service:operation constant");
+        self.select(owner, actor).rule.actions.grants(&wanted)
+    }
+
     /// May `originator` use `operation` (`query`, `get`, `set`) on
     /// `owner`'s entries (RFC 3341 §4.2–4.4 step 3)?
     pub(crate) fn may_manage(

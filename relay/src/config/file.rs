@@ -37,6 +37,19 @@ pub(super) struct File {
     pub(super) options: OptionsSection,
     #[serde(default)]
     pub(super) reports: ReportsSection,
+    #[serde(default)]
+    pub(super) presence: PresenceSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PresenceSection {
+    pub(super) max_subscriptions_per_subscriber: Option<usize>,
+    pub(super) max_watchers_per_presentity: Option<usize>,
+    pub(super) max_publishes_per_minute: Option<u32>,
+    pub(super) max_subscribes_per_domain_per_minute: Option<u32>,
+    pub(super) max_entry_size: Option<usize>,
+    pub(super) max_duration: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

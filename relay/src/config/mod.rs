@@ -63,6 +63,14 @@
 //! [reports]                  # the report service apex=report@<domain>
 //! max_per_originator_per_minute = 60   # beyond: dropped, counted, logged
 //!
+//! [presence]                 # the presence service apex=presence@<domain>, RFC 3343
+//! max_subscriptions_per_subscriber = 1000   # beyond: 550
+//! max_watchers_per_presentity = 100         # beyond: 550
+//! max_publishes_per_minute = 60             # per publisher; beyond: 450
+//! max_subscribes_per_domain_per_minute = 6000  # subscribe+watch per originating domain; beyond: 450
+//! max_entry_size = 16384                    # octets of a presence entry; beyond: 550
+//! max_duration = "7d"                       # longer subscriptions are shortened
+//!
 //! [access]                   # the access service, RFC 3341
 //! default_data = ["*@*"]     # who may send data to a local endpoint unless
 //!                            # its owner says otherwise; [] = RFC defaults
@@ -140,8 +148,8 @@ use thiserror::Error;
 
 use file::File;
 pub use settings::{
-    AccessSettings, Config, HoldSettings, LimitSettings, MeshPolicy, OptionSettings, QueueSettings,
-    ReportSettings, SpoolEngine, TlsSettings,
+    AccessSettings, Config, HoldSettings, LimitSettings, MeshPolicy, OptionSettings,
+    PresenceSettings, QueueSettings, ReportSettings, SpoolEngine, TlsSettings,
 };
 pub use values::parse_duration;
 

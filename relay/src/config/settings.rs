@@ -80,6 +80,27 @@ pub struct HoldSettings {
     pub default_ttl: Duration,
 }
 
+/// Limits of the presence service (RFC 3343; `[presence]`).
+#[derive(Debug, Clone)]
+pub struct PresenceSettings {
+    /// Subscriptions in progress one subscriber endpoint may hold (beyond
+    /// it: 550).
+    pub max_subscriptions_per_subscriber: usize,
+    /// Watches in progress on one presentity (beyond it: 550).
+    pub max_watchers_per_presentity: usize,
+    /// `publish` operations one publisher may make per minute (beyond it:
+    /// 450, try later).
+    pub max_publishes_per_minute: u32,
+    /// `subscribe`/`watch` operations accepted per minute from the
+    /// endpoints of one domain (beyond it: 450), so that one domain's
+    /// flood leaves the service to the others.
+    pub max_subscribes_per_domain_per_minute: u32,
+    /// Largest presence entry, in octets of its XML (beyond it: 550).
+    pub max_entry_size: usize,
+    /// Longest subscription or watch; a longer `duration` is shortened.
+    pub max_duration: Duration,
+}
+
 /// Per-session and per-peer limits (`[limits]`, besides
 /// `max_message_size` and `max_sessions`).
 #[derive(Debug, Clone)]
@@ -202,6 +223,8 @@ pub struct Config {
     pub reports: ReportSettings,
     /// Access service policy.
     pub access: AccessSettings,
+    /// Presence service limits.
+    pub presence: PresenceSettings,
 }
 
 impl Config {

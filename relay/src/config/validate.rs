@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use super::file::{
     AccessSection, AuthSection, File, HoldSection, LimitsSection, MeshSection, OptionsSection,
-    QueueSection, ReportsSection, SpoolSection, TlsSection,
+    PresenceSection, QueueSection, ReportsSection, SpoolSection, TlsSection,
 };
 use super::values::{check_domain, check_host_port, parse_duration};
 use super::{
     AccessSettings, Config, ConfigError, EDGE_PORT, HoldSettings, LimitSettings, MESH_PORT,
-    MeshPolicy, OptionSettings, QueueSettings, ReportSettings, SpoolEngine, TlsSettings, invalid,
+    MeshPolicy, OptionSettings, PresenceSettings, QueueSettings, ReportSettings, SpoolEngine,
+    TlsSettings, invalid,
 };
 
 /// Resolves a path of the file relative to the file's directory.
@@ -52,8 +53,10 @@ impl Config {
         let options = options(file.options)?;
         let reports = reports(&file.reports);
         let access = access_settings(file.access)?;
+        let presence = presence(file.presence)?;
         Ok(Self {
             access,
+            presence,
             hold,
             options,
             reports,
@@ -302,6 +305,51 @@ fn hold(section: HoldSection) -> Result<HoldSettings, ConfigError> {
         return Err(invalid("hold.default_ttl", "must be longer than 0"));
     }
     Ok(hold)
+}
+
+/// `[presence]`: the presence service's limits, none of them 0.
+fn presence(section: PresenceSection) -> Result<PresenceSettings, ConfigError> {
+    let settings = PresenceSettings {
+        max_subscriptions_per_subscriber: section.max_subscriptions_per_subscriber.unwrap_or(1000),
+        max_watchers_per_presentity: section.max_watchers_per_presentity.unwrap_or(100),
+        max_publishes_per_minute: section.max_publishes_per_minute.unwrap_or(60),
+        max_subscribes_per_domain_per_minute: section
+            .max_subscribes_per_domain_per_minute
+            .unwrap_or(6000),
+        max_entry_size: section.max_entry_size.unwrap_or(16 * 1024),
+        max_duration: duration(
+            section.max_duration,
+            "presence.max_duration",
+            Duration::from_secs(7 * 24 * 3600),
+        )?,
+    };
+    for (key, value) in [
+        (
+            "presence.max_subscriptions_per_subscriber",
+            settings.max_subscriptions_per_subscriber as u64,
+        ),
+        (
+            "presence.max_watchers_per_presentity",
+            settings.max_watchers_per_presentity as u64,
+        ),
+        (
+            "presence.max_publishes_per_minute",
+            u64::from(settings.max_publishes_per_minute),
+        ),
+        (
+            "presence.max_subscribes_per_domain_per_minute",
+            u64::from(settings.max_subscribes_per_domain_per_minute),
+        ),
+        ("presence.max_entry_size", settings.max_entry_size as u64),
+    ] {
+        if value == 0 {
+            return Err(invalid(key, "must be at least 1"));
+        }
+    }
+    if settings.max_duration.as_secs() == 0 {
+        return Err(invalid("presence.max_duration", "must be at least 1s"));
+    }
+    Ok(settings)
 }
 
 /// `[limits] max_sessions`: at least 1.

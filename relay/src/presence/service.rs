@@ -1,0 +1,320 @@
+//! The service endpoint `apex=presence@<domain>` (RFC 3343 §4): a datagram
+//! addressed to it is delivered here instead of to an attachment. Its
+//! content (inline `data-content` or an `application/beep+xml` part,
+//! §4.1) is a `subscribe`, `watch`, `publish` or `terminate`; what the
+//! service sends back and to subscribers and watchers goes out as new
+//! datagrams from `apex=presence@<domain>` through intake, so it is
+//! durable, routed and retried like any other datagram, across domains
+//! too.
+//!
+//! [`run`] is the service's own task: at start it ends the tuples of
+//! attachments that did not survive the restart, sends updates owed from
+//! before it, and then follows attachments and the expiry of
+//! subscriptions and watches.
+//!
+//! Every operation holds the registry for its whole course: state
+//! stored first (durable), then the datagrams queued, then which datagram
+//! carried each subscription's update is stored (for coalescing).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use imxp_apex::presence::{PresenceMessage, salvage_trans_id};
+use imxp_apex::{Content, Endpoint, Limits, Operation, Reply, ReplyCode};
+use imxp_spool::{DatagramId, Failure, FailureKind, IdOrigin, Outcome};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::registry::{Effects, Outgoing};
+use super::{Grants, Registry};
+use crate::access::Access;
+use crate::attachments::AttachmentEvent;
+use crate::context::Context;
+use crate::datagram::{self, Request};
+use crate::intake::Intake;
+
+/// The access entries, as the registry asks them.
+struct AccessGrants<'a>(&'a Access);
+
+impl Grants for AccessGrants<'_> {
+    fn grants(&self, publisher: &Endpoint, actor: &Endpoint, action: &str) -> bool {
+        self.0.permits(publisher, actor, action)
+    }
+}
+
+/// Handles the stored datagram `stored` from `originator` to the presence
+/// service `service` (a canonical `apex=presence@<served domain>`).
+pub(crate) async fn serve(
+    ctx: &Context,
+    service: &str,
+    originator: &str,
+    stored: &Bytes,
+) -> Outcome {
+    let via = Some("apex=presence".to_owned());
+    let (Ok(service), Ok(originator)) = (Endpoint::parse(service), Endpoint::parse(originator))
+    else {
+        return Outcome::Failed(Failure::new(
+            FailureKind::Other,
+            "unparsable endpoint in the envelope",
+        ));
+    };
+    if originator.is_service() {
+        // Reports and other services' datagrams: answering could loop.
+        tracing::info!(%originator, event = "presence-ignored", "datagram from a service dropped");
+        return Outcome::Delivered { via };
+    }
+    let parsed = Operation::parse_bytes(stored, &Limits::default().with_max_payload(usize::MAX));
+    let Some((_, content)) = parsed.ok().and_then(|p| p.into_data()) else {
+        return Outcome::Failed(Failure::new(
+            FailureKind::Other,
+            "stored datagram is not a data",
+        ));
+    };
+    let now = ctx.now_ms();
+    let grants = AccessGrants(&ctx.access);
+    let mut registry = ctx.presence.lock().await;
+    let effects = match PresenceMessage::from_content(&content) {
+        Ok(message) => handle(&mut registry, &service, &originator, message, &grants, now),
+        Err(error) => {
+            let trans_id = match &content {
+                Content::Inline(inline) => salvage_trans_id(inline.xml.as_bytes()),
+                Content::Part(part) => salvage_trans_id(part.body()),
+                Content::External(_) => None,
+            };
+            tracing::info!(%originator, %error, event = "presence-refused");
+            reply(
+                &service,
+                &originator,
+                error.reply_code(),
+                trans_id,
+                &error.to_string(),
+            )
+        }
+    };
+    let outcome = match carry_out(ctx, &mut registry, effects).await {
+        Ok(()) => Outcome::Delivered { via },
+        Err(error) => {
+            tracing::error!(%originator, %error, "presence operation not carried out");
+            Outcome::Deferred(Failure::new(FailureKind::Io, error))
+        }
+    };
+    drop(registry);
+    ctx.presence.changed();
+    outcome
+}
+
+/// The registry's answer to `message`.
+fn handle(
+    registry: &mut Registry,
+    service: &Endpoint,
+    originator: &Endpoint,
+    message: PresenceMessage,
+    grants: &dyn Grants,
+    now: u64,
+) -> Effects {
+    let name = message.name();
+    let effects = match message {
+        PresenceMessage::Subscribe(request) | PresenceMessage::Watch(request)
+            if !registry.admit_subscribe(originator.domain().canonical(), now) =>
+        {
+            reply(
+                service,
+                originator,
+                ReplyCode::ACTION_NOT_TAKEN_TEMPORARY,
+                Some(request.trans_id),
+                &format!(
+                    "too many subscribe and watch operations from {} this minute; try again later",
+                    originator.domain()
+                ),
+            )
+        }
+        PresenceMessage::Subscribe(request) => {
+            registry.subscribe(service, originator, &request, grants, now)
+        }
+        PresenceMessage::Watch(request) => {
+            registry.watch(service, originator, &request, grants, now)
+        }
+        PresenceMessage::Publish(request) => {
+            registry.publish(service, originator, &request, grants, now)
+        }
+        PresenceMessage::Terminate { trans_id } => {
+            registry.terminate(service, originator, trans_id)
+        }
+        other @ (PresenceMessage::Notify(_) | PresenceMessage::Reply(_)) => reply(
+            service,
+            originator,
+            ReplyCode::PARAMETER_NOT_IMPLEMENTED,
+            other.trans_id(),
+            &format!(
+                "<{}> is not a request to the presence service",
+                other.name()
+            ),
+        ),
+    };
+    tracing::info!(
+        %originator,
+        operation = name,
+        sent = effects.outgoing.len(),
+        event = "presence-operation"
+    );
+    effects
+}
+
+fn reply(
+    service: &Endpoint,
+    originator: &Endpoint,
+    code: ReplyCode,
+    trans_id: Option<u32>,
+    text: &str,
+) -> Effects {
+    Effects {
+        changes: Vec::new(),
+        outgoing: vec![Outgoing {
+            from: service.clone(),
+            to: originator.clone(),
+            message: PresenceMessage::Reply(Reply {
+                code,
+                trans_id,
+                lang: None,
+                text: text.to_owned(),
+            }),
+            subscription: None,
+        }],
+    }
+}
+
+/// Stores the changes, queues the datagrams, and stores which datagram
+/// carried each subscription's update.
+async fn carry_out(ctx: &Context, registry: &mut Registry, effects: Effects) -> Result<(), String> {
+    let Effects { changes, outgoing } = effects;
+    ctx.presence
+        .store()
+        .apply(changes)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut sending = JoinSet::new();
+    for out in outgoing {
+        let previous = out
+            .subscription
+            .as_ref()
+            .and_then(|key| registry.subscription(key))
+            .and_then(|s| s.last_datagram);
+        let intake = ctx.intake.clone();
+        let now = ctx.now_ms();
+        sending.spawn(async move {
+            let stamp = match &out.message {
+                PresenceMessage::Publish(publish) => {
+                    Some(publish.presence.last_update.as_str().to_owned())
+                }
+                _ => None,
+            };
+            let sent = send(&intake, &out, previous, now).await;
+            (out.subscription, stamp, sent)
+        });
+    }
+    let mut sent = Vec::new();
+    let mut failed = None;
+    while let Some(done) = sending.join_next().await {
+        match done {
+            Ok((Some(key), Some(stamp), Ok(id))) => sent.extend(registry.sent(&key, &stamp, id)),
+            Ok((_, _, Ok(_))) => {}
+            Ok((_, _, Err(error))) => failed = Some(error),
+            Err(error) => failed = Some(error.to_string()),
+        }
+    }
+    ctx.presence
+        .store()
+        .apply(sent)
+        .await
+        .map_err(|e| e.to_string())?;
+    failed.map_or(Ok(()), Err)
+}
+
+/// Queues `out` through intake (replacing `previous` if it still waits
+/// in the queue); the new datagram's id.
+async fn send(
+    intake: &Intake,
+    out: &Outgoing,
+    previous: Option<DatagramId>,
+    now: u64,
+) -> Result<DatagramId, String> {
+    let (data, content) = out.message.to_data(out.from.clone(), out.to.clone());
+    let payload = Bytes::from(data.to_payload(&content));
+    let incoming = match datagram::parse_request(&payload, usize::MAX) {
+        Ok(Request::Data(incoming)) => incoming,
+        Ok(_) => return Err("not a data".into()),
+        Err(refusal) => return Err(refusal.text),
+    };
+    let id = DatagramId::generate(now);
+    let written = match previous {
+        Some(previous) => intake.write_replacing(incoming, id, previous).await,
+        None => intake.write(incoming, id, IdOrigin::Generated).await,
+    };
+    written.map(|_| id).map_err(|e| e.0)
+}
+
+/// The service's own task (module docs), until `stop`.
+pub(crate) async fn run(
+    ctx: Arc<Context>,
+    mut attachments: UnboundedReceiver<AttachmentEvent>,
+    stop: CancellationToken,
+) {
+    {
+        let now = ctx.now_ms();
+        let grants = AccessGrants(&ctx.access);
+        let mut registry = ctx.presence.lock().await;
+        let mut effects = registry.detach_all(&grants, now);
+        for more in [registry.expire(now), registry.resume(&grants, now)] {
+            effects.changes.extend(more.changes);
+            effects.outgoing.extend(more.outgoing);
+        }
+        if let Err(error) = carry_out(&ctx, &mut registry, effects).await {
+            tracing::error!(%error, "presence state could not be brought up to date at start");
+        }
+    }
+    loop {
+        let next = ctx.presence.lock().await.next_expiry();
+        let wait = next.map_or(Duration::from_secs(3600), |at| {
+            Duration::from_millis(at.saturating_sub(ctx.now_ms()))
+        });
+        tokio::select! {
+            event = attachments.recv() => {
+                let Some(event) = event else { return };
+                attachment(&ctx, event).await;
+            }
+            () = tokio::time::sleep(wait) => {
+                let now = ctx.now_ms();
+                let mut registry = ctx.presence.lock().await;
+                let effects = registry.expire(now);
+                if let Err(error) = carry_out(&ctx, &mut registry, effects).await {
+                    tracing::error!(%error, "presence expiry not carried out");
+                }
+            }
+            () = ctx.presence.wait_changed() => {}
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
+/// An attachment began or ended: the user's automatic tuple follows.
+async fn attachment(ctx: &Context, event: AttachmentEvent) {
+    let (endpoint, attached) = match &event {
+        AttachmentEvent::Attached(e) => (e, true),
+        AttachmentEvent::Detached(e) => (e, false),
+    };
+    let Ok(endpoint) = Endpoint::parse(endpoint) else {
+        return;
+    };
+    if endpoint.is_service() || !ctx.config.serves(endpoint.domain().canonical()) {
+        return;
+    }
+    let now = ctx.now_ms();
+    let grants = AccessGrants(&ctx.access);
+    let mut registry = ctx.presence.lock().await;
+    let effects = registry.attachment(&endpoint, attached, &grants, now);
+    if let Err(error) = carry_out(ctx, &mut registry, effects).await {
+        tracing::error!(%endpoint, %error, "presence of an attachment not carried out");
+    }
+}
