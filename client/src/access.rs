@@ -42,7 +42,10 @@ pub fn private_endpoint(owner: &Endpoint) -> Result<Endpoint, ClientError> {
     let tag: u32 = rand::rng().random();
     owner
         .base()
-        .with_subaddress(&format!("access.{tag:08x}"))
+        .with_subaddress(&format!(
+            "{}access.{tag:08x}",
+            imxp_apex::presence::TOOL_SUBADDRESS_PREFIX
+        ))
         .map_err(|e| ClientError::Protocol(format!("cannot make a private subaddress: {e}")))
 }
 
@@ -198,11 +201,31 @@ pub async fn allow(
     owner: &Endpoint,
     actor: &Actor,
 ) -> Result<Actions, ClientError> {
-    let data = Action::parse(CORE_DATA).expect("constant");
-    edit(attachment, owner, actor, |old| match old {
-        Some(actions) if actions.grants(&data) => actions.clone(),
-        Some(actions) => actions.with(&data),
-        None => Actions::core_data(),
+    grant(attachment, owner, actor, &Actions::core_data()).await
+}
+
+/// Grants `actor` every action of `actions` on `owner` (e.g.
+/// `presence:subscribe presence:watch`, RFC 3343 §5): adds the tokens not
+/// granted yet to the entry for `actor` (creating it; an `x:none` token
+/// there goes). Returns the actions now stored.
+pub async fn grant(
+    attachment: &mut Attachment,
+    owner: &Endpoint,
+    actor: &Actor,
+    actions: &Actions,
+) -> Result<Actions, ClientError> {
+    edit(attachment, owner, actor, |old| {
+        // `with` drops an `x:none` token as it adds.
+        actions.iter().fold(
+            old.cloned().unwrap_or_else(Actions::none),
+            |stored, action| {
+                if stored.grants(action) {
+                    stored
+                } else {
+                    stored.with(action)
+                }
+            },
+        )
     })
     .await
 }

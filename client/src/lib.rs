@@ -65,6 +65,7 @@ pub mod attachment;
 pub mod client;
 pub mod error;
 pub mod payload;
+pub mod presence;
 pub mod scram;
 pub mod seen;
 pub mod tls;

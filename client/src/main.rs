@@ -9,6 +9,7 @@ use cli::access::{AccessArgs, access_command};
 use cli::connect::{ConnectionArgs, connect_options};
 use cli::interrupt::Interrupt;
 use cli::listen::{ListenArgs, listen_command};
+use cli::presence::{PresenceArgs, presence_command};
 use cli::send::{SendArgs, read_body, send_command};
 use cli::{EXIT_REFUSED, within};
 use imxp_client::{Client, ClientError};
@@ -54,6 +55,9 @@ enum Command {
     Send(SendArgs),
     /// Your access entries (RFC 3341): list, allow, block, remove, query.
     Access(AccessArgs),
+    /// Presence (RFC 3343): publish yours; show, subscribe to or watch
+    /// someone's; unsubscribe.
+    Presence(PresenceArgs),
 }
 
 fn main() -> ExitCode {
@@ -120,12 +124,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 body,
             )?)
         }
-        Command::Listen(_) | Command::Access(_) => None,
+        Command::Listen(_) | Command::Access(_) | Command::Presence(_) => None,
     };
     let options = connect_options(&cli.connection)?;
-    // Only listen catches signals (send stays interruptible as usual).
+    // Only listen and presence catch signals (send stays interruptible as usual).
     let interrupt = match &cli.command {
-        Command::Listen(_) => Some(Interrupt::install()?),
+        Command::Listen(_) | Command::Presence(_) => Some(Interrupt::install()?),
         Command::Send(_) | Command::Access(_) => None,
     };
     // Empty with EXTERNAL and no --user: access then needs --owner.
@@ -143,6 +147,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             send_command(&client, send, &content_type, &body, timeout).await
         }
         Command::Access(args) => access_command(&client, &user, args, timeout).await,
+        Command::Presence(args) => presence_command(&client, &user, args, interrupt, timeout).await,
     };
     // Release the session whatever happened; report the command's outcome first.
     let closed = within(timeout, "releasing the session", client.close()).await;

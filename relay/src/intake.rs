@@ -102,22 +102,26 @@ impl Intake {
     }
 
     /// Writes `incoming` (a service's own datagram, id generated) in place
-    /// of `previous`, which is deleted in the same commit if it still waits
-    /// in the queue ([`Spool::enqueue_superseding`]): the presence
-    /// service's newest update to a subscriber.
+    /// of the datagrams `previous`, deleted in the same commit where they
+    /// still wait in the queue ([`Spool::enqueue_superseding`]): the
+    /// presence service's newest update to a subscriber. Resolves to those
+    /// of `previous` that were in flight and stay.
     pub(crate) async fn write_replacing(
         &self,
         incoming: Incoming,
         id: DatagramId,
-        previous: DatagramId,
-    ) -> Result<bool, IntakeError> {
+        previous: Vec<DatagramId>,
+    ) -> Result<Vec<DatagramId>, IntakeError> {
         let recipients = incoming.recipients.len();
         let datagram = new_datagram(incoming, id, IdOrigin::Generated);
-        logged(
-            id,
-            recipients,
-            self.spool.enqueue_superseding(datagram, previous).await,
-        )
+        let written = self.spool.enqueue_superseding(datagram, previous).await;
+        match written {
+            Ok(superseding) => {
+                logged(id, recipients, Ok(superseding.enqueued))?;
+                Ok(superseding.in_flight)
+            }
+            Err(error) => logged(id, recipients, Err(error)).map(|_| Vec::new()),
+        }
     }
 }
 

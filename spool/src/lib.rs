@@ -45,5 +45,5 @@ pub use record::{
 pub use retry::{Retry, RetryPolicy};
 pub use spool::{
     Claim, Clock, CommitStats, Enqueued, HeldUsage, HoldPolicy, IdOrigin, NewDatagram, Outcome,
-    Pending, Recorded, Spool, SpoolConfig,
+    Pending, Recorded, Spool, SpoolConfig, Superseding,
 };

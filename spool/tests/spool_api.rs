@@ -193,13 +193,12 @@ fn a_newer_datagram_supersedes_a_queued_one(kind: EngineKind) {
     spool.enqueue(first.clone()).wait().unwrap();
     let mut second = first.clone();
     second.id = id(2);
-    assert_eq!(
-        spool
-            .enqueue_superseding(second, id(1))
-            .wait()
-            .unwrap(),
-        Enqueued::Queued(id(2))
-    );
+    let superseding = spool
+        .enqueue_superseding(second, vec![id(1)])
+        .wait()
+        .unwrap();
+    assert_eq!(superseding.enqueued, Enqueued::Queued(id(2)));
+    assert!(superseding.in_flight.is_empty());
     assert!(
         spool.get(id(1)).unwrap().is_none(),
         "the queued one is gone"
@@ -209,17 +208,41 @@ fn a_newer_datagram_supersedes_a_queued_one(kind: EngineKind) {
     spool.claim(id(2)).wait().unwrap().unwrap();
     let mut third = first.clone();
     third.id = id(3);
-    spool.enqueue_superseding(third, id(2)).wait().unwrap();
-    assert!(
-        spool.get(id(2)).unwrap().is_some(),
-        "in flight: not superseded"
-    );
+    let kept = spool
+        .enqueue_superseding(third, vec![id(2)])
+        .wait()
+        .unwrap();
+    assert_eq!(kept.in_flight, vec![id(2)], "in flight: not superseded");
+    assert!(spool.get(id(2)).unwrap().is_some());
     assert_eq!(spool.len().unwrap(), 2);
+    // Back in the queue (deferred), the next one supersedes it.
+    spool
+        .record(
+            id(2),
+            vec![(
+                0,
+                Outcome::Deferred(Failure::new(FailureKind::Connect, "down")),
+            )],
+        )
+        .wait()
+        .unwrap();
+    let mut fifth = first.clone();
+    fifth.id = id(5);
+    let superseding = spool
+        .enqueue_superseding(fifth, vec![id(2), id(3)])
+        .wait()
+        .unwrap();
+    assert!(superseding.in_flight.is_empty());
+    assert!(spool.get(id(2)).unwrap().is_none() && spool.get(id(3)).unwrap().is_none());
+    assert_eq!(spool.len().unwrap(), 1);
     // Superseding a datagram that no longer exists just enqueues.
     let mut fourth = first;
     fourth.id = id(4);
-    spool.enqueue_superseding(fourth, id(1)).wait().unwrap();
-    assert_eq!(spool.len().unwrap(), 3);
+    spool
+        .enqueue_superseding(fourth, vec![id(1)])
+        .wait()
+        .unwrap();
+    assert_eq!(spool.len().unwrap(), 2);
     assert_clean(&spool);
 }
 

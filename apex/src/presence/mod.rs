@@ -20,6 +20,12 @@
 //! * `terminate` is both the core operation (on a BEEP channel) and this
 //!   service's element (inside `data-content`); the context decides.
 
+/// The subaddress prefix of short-lived tool attachments (`imxp access`,
+/// `imxp presence publish`, …), e.g. `fred/tool.access.1a2b3c4d@example.com`:
+/// the relay keeps no presence tuple for them, so a command that attaches
+/// for a moment does not make its user look online.
+pub const TOOL_SUBADDRESS_PREFIX: &str = "tool.";
+
 pub mod entry;
 pub mod message;
 pub mod pidf;

@@ -25,7 +25,8 @@ pub(crate) struct AccessArgs {
 pub(crate) enum AccessCommand {
     /// Print the owner's entries: actor, actions, lastUpdate (tab-separated).
     List,
-    /// Let ACTOR send data to the owner (adds core:data to its entry).
+    /// Let ACTOR do ACTIONS on the owner (adds them to its entry; by
+    /// default core:data, sending data).
     ///
     /// ACTOR is an endpoint or a wildcard: fred@example.com, fred/*@example.com,
     /// *@example.com, *@*.example.com, *@*, apex=*@*; write a literal * or \ in a
@@ -33,6 +34,10 @@ pub(crate) enum AccessCommand {
     Allow {
         /// The actor.
         actor: Actor,
+        /// The actions to grant, e.g. 'core:data presence:subscribe
+        /// presence:watch' (RFC 3341 §2, RFC 3343 §5).
+        #[arg(long, default_value = "core:data", value_parser = parse_actions)]
+        actions: Actions,
     },
     /// Stop ACTOR from sending data to the owner (its datagrams are dropped
     /// without telling it).
@@ -108,11 +113,11 @@ async fn run(
                 );
             }
         }
-        AccessCommand::Allow { actor } => {
+        AccessCommand::Allow { actor, actions } => {
             let actions = within(
                 timeout,
                 "allowing",
-                access::allow(attachment, owner, &actor),
+                access::grant(attachment, owner, &actor, &actions),
             )
             .await?;
             println!("allowed {actor}: {actions}");

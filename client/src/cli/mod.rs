@@ -8,6 +8,7 @@ pub(crate) mod keys;
 pub(crate) mod listen;
 pub(crate) mod options;
 pub(crate) mod output;
+pub(crate) mod presence;
 pub(crate) mod protect;
 pub(crate) mod send;
 pub(crate) mod wait;

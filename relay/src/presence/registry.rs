@@ -48,9 +48,11 @@ pub(crate) struct Subscription {
     pub(crate) expires_ms: u64,
     /// `lastUpdate` of the view last sent.
     pub(crate) last_sent: Option<String>,
-    /// The datagram that carried it, superseded by the next one while it
-    /// waits in the queue.
-    pub(crate) last_datagram: Option<DatagramId>,
+    /// The datagrams of its updates that may still wait in the queue (the
+    /// last one, and older ones that were in flight when it was queued):
+    /// the next update supersedes them.
+    #[serde(default)]
+    pub(crate) in_queue: Vec<DatagramId>,
 }
 
 /// A watch in progress (§4.3 step 6.3).
@@ -319,7 +321,7 @@ impl Registry {
                 duration,
                 expires_ms: now_ms.saturating_add(u64::from(duration) * 1000),
                 last_sent: Some(stamp),
-                last_datagram: None,
+                in_queue: Vec::new(),
             };
             self.insert_subscription(subscription.clone());
             effects.changes.push(Change::Subscription(subscription));
@@ -706,11 +708,19 @@ impl Registry {
     }
 
     /// Records that the update for `key` went out as `datagram`, showing
-    /// the view stamped `stamp`.
-    pub(crate) fn sent(&mut self, key: &Key, stamp: &str, datagram: DatagramId) -> Option<Change> {
+    /// the view stamped `stamp`; `in_flight` are older updates that could
+    /// not be superseded because they were being delivered.
+    pub(crate) fn sent(
+        &mut self,
+        key: &Key,
+        stamp: &str,
+        datagram: DatagramId,
+        in_flight: Vec<DatagramId>,
+    ) -> Option<Change> {
         let subscription = self.subscriptions.get_mut(key)?;
         subscription.last_sent = Some(stamp.to_owned());
-        subscription.last_datagram = Some(datagram);
+        subscription.in_queue = in_flight;
+        subscription.in_queue.push(datagram);
         Some(Change::Subscription(subscription.clone()))
     }
 
@@ -1007,7 +1017,7 @@ mod tests {
         for (n, out) in effects.outgoing.iter().enumerate() {
             if let (Some(key), PresenceMessage::Publish(p)) = (&out.subscription, &out.message) {
                 let id = DatagramId::from_bytes([u8::try_from(n).unwrap(); 16]);
-                registry.sent(key, p.presence.last_update.as_str(), id);
+                registry.sent(key, p.presence.last_update.as_str(), id, Vec::new());
             }
         }
     }

@@ -200,7 +200,8 @@ async fn carry_out(ctx: &Context, registry: &mut Registry, effects: Effects) -> 
             .subscription
             .as_ref()
             .and_then(|key| registry.subscription(key))
-            .and_then(|s| s.last_datagram);
+            .map(|s| s.in_queue.clone())
+            .unwrap_or_default();
         let intake = ctx.intake.clone();
         let now = ctx.now_ms();
         sending.spawn(async move {
@@ -218,7 +219,9 @@ async fn carry_out(ctx: &Context, registry: &mut Registry, effects: Effects) -> 
     let mut failed = None;
     while let Some(done) = sending.join_next().await {
         match done {
-            Ok((Some(key), Some(stamp), Ok(id))) => sent.extend(registry.sent(&key, &stamp, id)),
+            Ok((Some(key), Some(stamp), Ok((id, in_flight)))) => {
+                sent.extend(registry.sent(&key, &stamp, id, in_flight));
+            }
             Ok((_, _, Ok(_))) => {}
             Ok((_, _, Err(error))) => failed = Some(error),
             Err(error) => failed = Some(error.to_string()),
@@ -232,14 +235,15 @@ async fn carry_out(ctx: &Context, registry: &mut Registry, effects: Effects) -> 
     failed.map_or(Ok(()), Err)
 }
 
-/// Queues `out` through intake (replacing `previous` if it still waits
-/// in the queue); the new datagram's id.
+/// Queues `out` through intake, replacing those of `previous` that still
+/// wait in the queue; the new datagram's id and those of `previous` that
+/// were in flight.
 async fn send(
     intake: &Intake,
     out: &Outgoing,
-    previous: Option<DatagramId>,
+    previous: Vec<DatagramId>,
     now: u64,
-) -> Result<DatagramId, String> {
+) -> Result<(DatagramId, Vec<DatagramId>), String> {
     let (data, content) = out.message.to_data(out.from.clone(), out.to.clone());
     let payload = Bytes::from(data.to_payload(&content));
     let incoming = match datagram::parse_request(&payload, usize::MAX) {
@@ -248,11 +252,18 @@ async fn send(
         Err(refusal) => return Err(refusal.text),
     };
     let id = DatagramId::generate(now);
-    let written = match previous {
-        Some(previous) => intake.write_replacing(incoming, id, previous).await,
-        None => intake.write(incoming, id, IdOrigin::Generated).await,
-    };
-    written.map(|_| id).map_err(|e| e.0)
+    if out.subscription.is_none() {
+        return intake
+            .write(incoming, id, IdOrigin::Generated)
+            .await
+            .map(|_| (id, Vec::new()))
+            .map_err(|e| e.0);
+    }
+    intake
+        .write_replacing(incoming, id, previous)
+        .await
+        .map(|in_flight| (id, in_flight))
+        .map_err(|e| e.0)
 }
 
 /// The service's own task (module docs), until `stop`.
@@ -307,7 +318,10 @@ async fn attachment(ctx: &Context, event: AttachmentEvent) {
     let Ok(endpoint) = Endpoint::parse(endpoint) else {
         return;
     };
-    if endpoint.is_service() || !ctx.config.serves(endpoint.domain().canonical()) {
+    let tool = endpoint
+        .subaddress()
+        .is_some_and(|s| s.starts_with(imxp_apex::presence::TOOL_SUBADDRESS_PREFIX));
+    if tool || endpoint.is_service() || !ctx.config.serves(endpoint.domain().canonical()) {
         return;
     }
     let now = ctx.now_ms();

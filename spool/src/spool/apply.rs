@@ -11,7 +11,7 @@ use super::index::{index_keys, write_envelope};
 use super::op::{Ctx, Fix, Op};
 use super::overlay::View;
 use super::pending::Output;
-use super::{Enqueued, IdOrigin, NewDatagram};
+use super::{Enqueued, IdOrigin, NewDatagram, Superseding};
 use crate::engine::Tree;
 use crate::error::SpoolError;
 use crate::keys;
@@ -30,15 +30,28 @@ pub(super) fn apply(view: &mut View<'_>, op: Op, ctx: &Ctx<'_>) -> Result<Output
     match op {
         Op::Enqueue(d) => enqueue_op(view, d, ctx),
         Op::Supersede { datagram, old } => {
-            if let Some(envelope) = load(view, &old)?
-                && !envelope
+            let mut in_flight = Vec::new();
+            for old in old {
+                let Some(envelope) = load(view, &old)? else {
+                    continue;
+                };
+                if envelope
                     .recipients
                     .iter()
                     .any(|r| matches!(r.state, RecipientState::InFlight { .. }))
-            {
-                write_envelope(view, &old, Some(&envelope), None)?;
+                {
+                    in_flight.push(old);
+                } else {
+                    write_envelope(view, &old, Some(&envelope), None)?;
+                }
             }
-            enqueue_op(view, datagram, ctx)
+            let Output::Enqueued(enqueued) = enqueue_op(view, datagram, ctx)? else {
+                unreachable!("enqueue answers Enqueued");
+            };
+            Ok(Output::Superseding(Superseding {
+                enqueued,
+                in_flight,
+            }))
         }
         Op::Presence(records) => {
             for (key, value) in records {

@@ -61,7 +61,11 @@ pub(super) fn committer_loop(
         for job in jobs {
             wake |= matches!(
                 job.op,
-                Op::Enqueue(_) | Op::Mutate { .. } | Op::Import { .. } | Op::Repair(_)
+                Op::Enqueue(_)
+                    | Op::Supersede { .. }
+                    | Op::Mutate { .. }
+                    | Op::Import { .. }
+                    | Op::Repair(_)
             );
             let r = apply(&mut view, job.op, &ctx);
             view.finish_op(r.is_ok());

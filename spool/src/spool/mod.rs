@@ -73,6 +73,7 @@ pub use op::Fix;
 pub use pending::Pending;
 pub use types::{
     Claim, CommitStats, Enqueued, IdOrigin, NewDatagram, OpenReport, Outcome, RawEntry, Recorded,
+    Superseding,
 };
 
 use committer::committer_loop;

@@ -43,11 +43,12 @@ pub(super) type MutateFn = Box<dyn FnOnce(&mut Envelope, &Ctx<'_>) -> Output + S
 
 pub(super) enum Op {
     Enqueue(NewDatagram),
-    /// Enqueue `datagram` and, in the same batch, delete `old` if none of
-    /// its recipients is in flight (a newer state supersedes it).
+    /// Enqueue `datagram` and, in the same batch, delete each of `old`
+    /// none of whose recipients is in flight (a newer state supersedes
+    /// them).
     Supersede {
         datagram: NewDatagram,
-        old: DatagramId,
+        old: Vec<DatagramId>,
     },
     /// Put (`Some`) or delete (`None`) records of [`Tree::Presence`].
     Presence(Vec<(Vec<u8>, Option<Vec<u8>>)>),

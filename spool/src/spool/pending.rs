@@ -8,12 +8,13 @@ use std::task::{Context, Poll};
 
 use tokio::sync::oneshot;
 
-use super::{Claim, Enqueued, Recorded};
+use super::{Claim, Enqueued, Recorded, Superseding};
 use crate::error::SpoolError;
 
 pub(super) enum Output {
     Unit,
     Enqueued(Enqueued),
+    Superseding(Superseding),
     Claim(Option<Claim>),
     Recorded(Option<Recorded>),
     Changed(bool),
@@ -75,6 +76,13 @@ impl<T> Future for Pending<T> {
 }
 
 pub(super) fn unit(_: Output) {}
+pub(super) fn superseding(o: Output) -> Superseding {
+    match o {
+        Output::Superseding(s) => s,
+        _ => unreachable!("supersede answers Superseding"),
+    }
+}
+
 pub(super) fn enqueued(o: Output) -> Enqueued {
     match o {
         Output::Enqueued(e) => e,

@@ -9,9 +9,10 @@
 use std::collections::HashMap;
 
 use super::op::{Ctx, Op};
-use super::pending::{Output, changed, claim, count, enqueued, recorded, unit};
+use super::pending::{Output, changed, claim, count, enqueued, recorded, superseding, unit};
 use super::{
     Claim, Enqueued, Fix, HeldUsage, HoldPolicy, NewDatagram, Outcome, Pending, Recorded, Spool,
+    Superseding,
 };
 use crate::engine::Tree;
 use crate::error::SpoolError;
@@ -350,13 +351,19 @@ impl Spool {
             changed,
         )
     }
-    /// Enqueues `datagram` in place of `old`: in the same durable batch,
-    /// `old` is deleted unless one of its recipients is in flight (then
-    /// both stay). For a sender whose newer datagram makes an older one
+    /// Enqueues `datagram` in place of the datagrams `old`: in the same
+    /// durable batch, each of them is deleted unless one of its recipients
+    /// is in flight (those stay, and are named in the result, so that the
+    /// next newer datagram can supersede them once they are back in the
+    /// queue). For a sender whose newer datagram makes older ones
     /// worthless, e.g. presence updates to one subscriber: only the newest
     /// state waits in the queue.
-    pub fn enqueue_superseding(&self, datagram: NewDatagram, old: DatagramId) -> Pending<Enqueued> {
-        self.submit(Op::Supersede { datagram, old }, enqueued)
+    pub fn enqueue_superseding(
+        &self,
+        datagram: NewDatagram,
+        old: Vec<DatagramId>,
+    ) -> Pending<Superseding> {
+        self.submit(Op::Supersede { datagram, old }, superseding)
     }
 
     /// Puts (`Some`) or deletes (`None`) records of the presence tree,

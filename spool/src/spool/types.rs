@@ -51,6 +51,15 @@ pub enum IdOrigin {
     Generated,
 }
 
+/// The result of [`crate::Spool::enqueue_superseding`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Superseding {
+    /// The new datagram's enqueue.
+    pub enqueued: Enqueued,
+    /// The superseded datagrams that were in flight and so stayed.
+    pub in_flight: Vec<DatagramId>,
+}
+
 /// The result of an enqueue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Enqueued {
