@@ -5,169 +5,36 @@
 //! means durable; the receiving relay recognises A's resends by their hop
 //! identity, docs/decisions.md, Duplicates).
 
+mod support;
+
 use imxp_apex::Endpoint;
-use imxp_client::{Client, ConnectOptions};
 use std::collections::HashMap;
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::{connect, free_port, queued, spawn, wait_listening, write_relay};
 
 const DATAGRAMS: usize = 10_000;
 const SENDERS: usize = 8;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Relay {
-    config: std::path::PathBuf,
-    /// The state directory (spool, admin socket).
-    dir: std::path::PathBuf,
-    edge: u16,
-    mesh: u16,
-}
-
-fn write_relay(dir: &Path, domain: &str, peer: &str, peer_mesh: u16, users: &[&str]) -> Relay {
-    std::fs::create_dir_all(dir).unwrap();
-    let (edge, mesh) = (free_port(), free_port());
-    let config = dir.join("imxpd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            // allow_root: CI runs the suite as root.
-            "[relay]\ndomains = [\"{domain}\"]\nstate_dir = \"{dir}\"\nallow_root = true\n\
-             [listen]\nedge = [\"127.0.0.1:{edge}\"]\nmesh = [\"127.0.0.1:{mesh}\"]\n\
-             [tls]\nrequired = false\n\
-             [mesh]\ninsecure_unauthenticated_bind = true\n\
-             [routes]\n\"{peer}\" = \"127.0.0.1:{peer_mesh}\"\n\
-             [queue]\nmin_backoff = \"1s\"\nmax_backoff = \"2s\"\n",
-            dir = dir.display()
-        ),
-    )
-    .unwrap();
-    let parsed = imxp_relay::config::Config::load(&config).unwrap();
-    for user in users {
-        imxp_relay::auth::add_user(&parsed.users, &format!("{user}@{domain}"), "secret").unwrap();
-    }
-    Relay {
-        config,
-        dir: dir.to_owned(),
-        edge,
-        mesh,
-    }
-}
-
-/// A relay process, killed when dropped (also when the test fails).
-struct Process(Child);
-
-impl Process {
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn spawn(relay: &Relay) -> Process {
-    Process(
-        Command::new(env!("CARGO_BIN_EXE_imxpd"))
-            .arg("--config")
-            .arg(&relay.config)
-            .env("IMXP_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start imxpd"),
-    )
-}
-
-async fn wait_listening(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "relay did not start listening");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// How many datagrams the relay with state directory `dir` has in its
-/// spool, asked over its admin socket (what `imxp-spool list` shows).
-fn queued(dir: &Path) -> usize {
-    use imxp_spool::admin::{Filter, Reply, Request, Response};
-    let socket = dir.join(imxp_spool::admin::SOCKET_NAME);
-    let mut client =
-        imxp_spool::admin::Client::connect(&socket, Duration::from_secs(10)).expect("admin socket");
-    match client
-        .call(&Request::List {
-            filter: Filter::default(),
-        })
-        .expect("admin call")
-    {
-        Response::Ok(Reply::List { envelopes }) => envelopes.len(),
-        other => panic!("unexpected admin response {other:?}"),
-    }
-}
-
-async fn connect(port: u16, user: &str) -> Client {
-    Client::connect(ConnectOptions {
-        relay: format!("127.0.0.1:{port}"),
-        tls: None,
-        user: user.to_owned(),
-        password: "secret".to_owned(),
-        mechanism: imxp_client::Mechanism::Plain,
-    })
-    .await
-    .expect("login")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_in_flight_loses_nothing_and_duplicates_nothing() {
     let base = tempfile::tempdir().unwrap();
     // Ports first, so each relay's route can name the other's mesh port.
-    let b_mesh_port = free_port();
+    let (a_mesh, b_mesh) = (free_port(), free_port());
     let a = write_relay(
         &base.path().join("a"),
         "a.test",
-        "b.test",
-        b_mesh_port,
+        a_mesh,
+        &[("b.test", b_mesh)],
         &["fred"],
     );
-    let mut b = write_relay(
+    let b = write_relay(
         &base.path().join("b"),
         "b.test",
-        "a.test",
-        a.mesh,
+        b_mesh,
+        &[("a.test", a_mesh)],
         &["wilma"],
     );
-    // B keeps the reserved mesh port.
-    b.mesh = b_mesh_port;
-    let text = std::fs::read_to_string(&b.config).unwrap().replace(
-        &format!("mesh = [\"127.0.0.1:{}\"]", {
-            let t = std::fs::read_to_string(&b.config).unwrap();
-            t.split("mesh = [\"127.0.0.1:")
-                .nth(1)
-                .unwrap()
-                .split('"')
-                .next()
-                .unwrap()
-                .to_owned()
-        }),
-        &format!("mesh = [\"127.0.0.1:{b_mesh_port}\"]"),
-    );
-    std::fs::write(&b.config, text).unwrap();
 
     let mut b_process = spawn(&b);
     let mut a_process = spawn(&a);

@@ -276,13 +276,20 @@ pub(crate) async fn run(
         let now = ctx.now_ms();
         let grants = AccessGrants(&ctx.access);
         let mut registry = ctx.presence.lock().await;
-        let mut effects = registry.detach_all(&grants, now);
-        for more in [registry.expire(now), registry.resume(&grants, now)] {
-            effects.changes.extend(more.changes);
-            effects.outgoing.extend(more.outgoing);
-        }
-        if let Err(error) = carry_out(&ctx, &mut registry, effects).await {
-            tracing::error!(%error, "presence state could not be brought up to date at start");
+        // In this order, each carried out before the next is computed:
+        // what ran out while the relay was down gets only its terminate;
+        // the tuples of attachments that did not survive go (sending their
+        // subscribers an update); then any update still owed from before.
+        let steps: [fn(&mut Registry, &AccessGrants<'_>, u64) -> Effects; 3] = [
+            |registry, _, now| registry.expire(now),
+            |registry, grants, now| registry.detach_all(grants, now),
+            |registry, grants, now| registry.resume(grants, now),
+        ];
+        for step in steps {
+            let effects = step(&mut registry, &grants, now);
+            if let Err(error) = carry_out(&ctx, &mut registry, effects).await {
+                tracing::error!(%error, "presence state could not be brought up to date at start");
+            }
         }
     }
     loop {
