@@ -26,6 +26,24 @@
 /// for a moment does not make its user look online.
 pub const TOOL_SUBADDRESS_PREFIX: &str = "tool.";
 
+/// Whether `endpoint` is a tool attachment ([`TOOL_SUBADDRESS_PREFIX`]).
+pub fn is_tool(endpoint: &crate::Endpoint) -> bool {
+    endpoint
+        .subaddress()
+        .is_some_and(|s| s.starts_with(TOOL_SUBADDRESS_PREFIX))
+}
+
+/// Who `endpoint` acts for in access decisions: a tool attachment acts for
+/// its user (`fred/tool.presence.1a2b@example.com` → `fred@example.com`),
+/// anything else for itself.
+pub fn acting_for(endpoint: &crate::Endpoint) -> crate::Endpoint {
+    if is_tool(endpoint) {
+        endpoint.base()
+    } else {
+        endpoint.clone()
+    }
+}
+
 pub mod entry;
 pub mod message;
 pub mod pidf;

@@ -16,9 +16,10 @@ use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub(crate) struct PresenceArgs {
-    /// The endpoint to subscribe, watch and fetch as (the subscriber the
-    /// presentity's access entries decide about); default the --user
-    /// endpoint.
+    /// The endpoint to subscribe, watch and fetch as; default a tool
+    /// subaddress of the --user endpoint (fred/tool.presence.…), which the
+    /// presentity's access entries treat as the user and which gets no
+    /// presence tuple of its own.
     #[arg(long = "as", id = "as", value_name = "ENDPOINT", global = true)]
     pub(crate) subscriber: Option<Endpoint>,
     #[command(subcommand)]
@@ -96,7 +97,8 @@ pub(crate) enum PresenceCommand {
         count: Option<u64>,
     },
     /// End subscription (or watch) TRANSID that you made to ENDPOINT's
-    /// presence (`subscribe` prints the transID when it starts).
+    /// presence as the endpoint --as names (`subscribe --as` prints the
+    /// transID when it starts).
     Unsubscribe {
         /// Whose presence.
         endpoint: Endpoint,
@@ -114,12 +116,12 @@ pub(crate) async fn presence_command(
 ) -> Result<ExitCode> {
     let user =
         Endpoint::parse(user).with_context(|| format!("--user {user:?} is not an endpoint"))?;
-    let subscriber = args.subscriber.clone().unwrap_or_else(|| user.clone());
-    // Publishing attaches as a tool subaddress (no tuple of its own);
-    // everything else as the subscriber the service answers and updates.
-    let attach_as = match &args.command {
-        PresenceCommand::Publish { .. } => presence::tool_endpoint(&user)?,
-        _ => subscriber,
+    if matches!(args.command, PresenceCommand::Unsubscribe { .. }) && args.subscriber.is_none() {
+        bail!("unsubscribe needs --as ENDPOINT: the endpoint that made the subscription");
+    }
+    let attach_as = match (&args.command, args.subscriber.clone()) {
+        (PresenceCommand::Publish { .. }, _) | (_, None) => presence::tool_endpoint(&user)?,
+        (_, Some(subscriber)) => subscriber,
     };
     let mut attachment = within(timeout, "attaching", client.attach(attach_as.clone()))
         .await

@@ -39,8 +39,10 @@ use crate::intake::Intake;
 struct AccessGrants<'a>(&'a Access);
 
 impl Grants for AccessGrants<'_> {
+    /// A tool attachment (`fred/tool.…`) is granted what its user is.
     fn grants(&self, publisher: &Endpoint, actor: &Endpoint, action: &str) -> bool {
-        self.0.permits(publisher, actor, action)
+        self.0
+            .permits(publisher, &imxp_apex::presence::acting_for(actor), action)
     }
 }
 
@@ -325,10 +327,10 @@ async fn attachment(ctx: &Context, event: AttachmentEvent) {
     let Ok(endpoint) = Endpoint::parse(endpoint) else {
         return;
     };
-    let tool = endpoint
-        .subaddress()
-        .is_some_and(|s| s.starts_with(imxp_apex::presence::TOOL_SUBADDRESS_PREFIX));
-    if tool || endpoint.is_service() || !ctx.config.serves(endpoint.domain().canonical()) {
+    if imxp_apex::presence::is_tool(&endpoint)
+        || endpoint.is_service()
+        || !ctx.config.serves(endpoint.domain().canonical())
+    {
         return;
     }
     let now = ctx.now_ms();
