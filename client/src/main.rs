@@ -303,3 +303,19 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod man_page {
+    use clap::CommandFactory as _;
+
+    /// The synopsis and option lists of imxp(1) are generated from [`Cli`]
+    /// and, for `imxp keys` (parsed on its own), from its `KeysCli`
+    /// (`scripts/man` rewrites them).
+    #[test]
+    fn generated_parts_are_current() {
+        let commands = [super::Cli::command(), super::cli::keys::KeysCli::command()];
+        if let Err(e) = imxp_mangen::check_page("imxp.1", commands) {
+            panic!("{e}");
+        }
+    }
+}

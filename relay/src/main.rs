@@ -28,8 +28,7 @@ use std::path::{Path, PathBuf};
                   Without a subcommand the relay runs until SIGINT or SIGTERM."
 )]
 struct Cli {
-    /// Configuration file (TOML; how to write one: README.md, section
-    /// "Quick start", "For production").
+    /// Configuration file (TOML; every key is described in imxpd.toml(5)).
     #[arg(long, short, global = true, default_value = "/etc/imxp/imxpd.toml")]
     config: PathBuf,
     /// Development mode: serve `localhost` from a local state directory with
@@ -220,4 +219,18 @@ fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
             _ = terminate.recv() => {}
         }
     })
+}
+
+#[cfg(test)]
+mod man_page {
+    use clap::CommandFactory as _;
+
+    /// The synopsis and option lists of imxpd(8) are generated from [`Cli`]
+    /// (`scripts/man` rewrites them).
+    #[test]
+    fn generated_parts_are_current() {
+        if let Err(e) = imxp_mangen::check_page("imxpd.8", [super::Cli::command()]) {
+            panic!("{e}");
+        }
+    }
 }

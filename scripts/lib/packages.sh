@@ -20,5 +20,6 @@ ensure_packages() {
 # The packages every build of the workspace needs.
 BUILD_PACKAGES=(pkg-config libssl-dev libclang-dev clang)
 
-# The standard tools the end-to-end interop tests run against (e2e/tests/).
-TEST_PACKAGES=(gnupg openssl systemd libxml2-utils)
+# The standard tools the end-to-end interop tests run against (e2e/tests/),
+# systemd-analyze for the unit tests, groff for the man page test.
+TEST_PACKAGES=(gnupg openssl systemd libxml2-utils groff-base)

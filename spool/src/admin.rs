@@ -58,6 +58,9 @@ pub enum Selection {
     All,
     /// These ids.
     Ids(Vec<DatagramId>),
+    /// Every datagram the filter matches when the request is handled
+    /// (`imxp-spool requeue --domain b.example`, `delete --originator …`).
+    Matching(Filter),
 }
 
 /// Filters of `list`; all given ones must match.
@@ -414,6 +417,23 @@ impl Handler {
         }
     }
 
+    /// The ids of the datagrams `filter` matches now (the default filter
+    /// matches every datagram).
+    async fn matching(&self, filter: Filter) -> Result<Vec<DatagramId>, SpoolError> {
+        self.blocking(move |spool| {
+            let now = spool.now_ms();
+            let mut ids = Vec::new();
+            spool.for_each(|env| {
+                if filter.matches(&env, now) {
+                    ids.push(env.id);
+                }
+                ControlFlow::Continue(())
+            })?;
+            Ok(ids)
+        })
+        .await
+    }
+
     async fn apply(
         &self,
         action: Action,
@@ -423,17 +443,8 @@ impl Handler {
     ) -> Result<Reply, SpoolError> {
         let ids = match selection {
             Selection::Ids(ids) => ids,
-            Selection::All => {
-                self.blocking(|spool| {
-                    let mut ids = Vec::new();
-                    spool.for_each(|env| {
-                        ids.push(env.id);
-                        ControlFlow::Continue(())
-                    })?;
-                    Ok(ids)
-                })
-                .await?
-            }
+            Selection::All => self.matching(Filter::default()).await?,
+            Selection::Matching(filter) => self.matching(filter).await?,
         };
         let total = ids.len() as u64;
         let (mut changed, mut unchanged, mut missing) = (Vec::new(), Vec::new(), Vec::new());

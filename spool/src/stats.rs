@@ -57,8 +57,12 @@ pub struct Stats {
     pub content_bytes: u64,
     /// Recipients by state.
     pub by_state: BTreeMap<StateName, u64>,
-    /// Per destination domain.
+    /// Per destination domain (the recipient's).
     pub by_domain: BTreeMap<String, DomainStats>,
+    /// Per originator domain, counting the same recipients (qshape's
+    /// sender view: who fills the queue).
+    #[serde(default)]
+    pub by_origin: BTreeMap<String, DomainStats>,
     /// Pending (not final) recipients by age bucket, all domains.
     pub by_age: Vec<u64>,
     /// The age bucket labels.
@@ -90,20 +94,26 @@ impl Spool {
                 s.on_hold += 1;
             }
             let bucket = age_bucket(now.saturating_sub(env.queued_ms));
+            let origin = domain_of(&env.originator);
             for r in &env.recipients {
                 let st = r.state.kind();
+                let pending = !r.state.is_final();
                 *s.by_state.entry(st).or_default() += 1;
-                let d = s
-                    .by_domain
-                    .entry(domain_of(&r.endpoint))
-                    .or_insert_with(|| DomainStats {
+                if pending {
+                    s.by_age[bucket] += 1;
+                }
+                for (map, domain) in [
+                    (&mut s.by_domain, domain_of(&r.endpoint)),
+                    (&mut s.by_origin, origin.clone()),
+                ] {
+                    let d = map.entry(domain).or_insert_with(|| DomainStats {
                         by_state: BTreeMap::new(),
                         by_age: vec![0; buckets],
                     });
-                *d.by_state.entry(st).or_default() += 1;
-                if !r.state.is_final() {
-                    d.by_age[bucket] += 1;
-                    s.by_age[bucket] += 1;
+                    *d.by_state.entry(st).or_default() += 1;
+                    if pending {
+                        d.by_age[bucket] += 1;
+                    }
                 }
             }
             ControlFlow::Continue(())

@@ -283,3 +283,185 @@ fn locked_spool_uses_the_socket_or_says_why() {
     assert!(!out.status.success(), "import is offline only");
     rt.shutdown_timeout(Duration::from_secs(1));
 }
+
+/// A spool with a flood from one sender next to ordinary traffic, the
+/// ordinary datagrams to b.example deferred (its relay was down).
+fn make_outage_spool(state: &Path) {
+    let spool = Spool::open(state.join("spool"), SpoolConfig::default()).unwrap();
+    for (n, from, to) in [
+        (1, "alice@a.example", "bob@b.example"),
+        (2, "alice@a.example", "dave@b.example"),
+        (3, "alice@a.example", "carol@c.example"),
+        (4, "spam@x.example", "bob@b.example"),
+        (5, "spam@x.example", "carol@c.example"),
+    ] {
+        spool
+            .enqueue(NewDatagram {
+                id: id(n),
+                id_origin: imxp_spool::IdOrigin::Derived,
+                originator: from.into(),
+                recipients: vec![to.into()],
+                options: QueueOptions::default(),
+                content: content(n),
+            })
+            .wait()
+            .unwrap();
+    }
+    for n in [1, 2] {
+        spool.claim(id(n)).wait().unwrap().unwrap();
+        spool
+            .record(
+                id(n),
+                vec![(
+                    0,
+                    Outcome::Deferred(Failure::new(FailureKind::Connect, "connection refused")),
+                )],
+            )
+            .wait()
+            .unwrap();
+    }
+}
+
+fn json(state: &Path, args: &[&str]) -> serde_json::Value {
+    let out = ok(state, args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {out}"))
+}
+
+fn ids(value: &serde_json::Value) -> Vec<String> {
+    let mut v: Vec<String> = value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap().to_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn recipes_requeue_a_destination_and_purge_a_sender() {
+    let state = tempfile::tempdir().unwrap();
+    let s = state.path();
+    make_outage_spool(s);
+
+    // Find the stuck datagrams: the qshape table, by destination and by
+    // originator, and the deferred ones with their last error.
+    let table = ok(s, &["stats"]);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("b.example"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert_eq!(row.split_whitespace().nth(1), Some("3"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("TOTAL ") && l.split_whitespace().nth(1) == Some("5")),
+        "{table}"
+    );
+    let senders = ok(s, &["stats", "--by", "originator"]);
+    assert!(senders.contains("ORIGINATOR"), "{senders}");
+    let x = senders
+        .lines()
+        .find(|l| l.starts_with("x.example"))
+        .unwrap();
+    assert_eq!(x.split_whitespace().nth(1), Some("2"), "{senders}");
+    let stats = json(s, &["stats", "--json"]);
+    assert_eq!(stats["by_origin"]["a.example"]["by_age"][0], 3);
+    assert_eq!(stats["by_domain"]["b.example"]["by_age"][0], 3);
+    let stuck = ok(s, &["list", "--state", "deferred", "--domain", "b.example"]);
+    assert!(
+        stuck.contains(&id(1).to_string()) && stuck.contains(&id(2).to_string()),
+        "{stuck}"
+    );
+
+    // Requeue the destination after the outage: only b.example's.
+    let dry = json(
+        s,
+        &[
+            "requeue",
+            "--domain",
+            "b.example",
+            "--state",
+            "deferred",
+            "--dry-run",
+            "--json",
+        ],
+    );
+    assert_eq!(dry["command"], "requeue");
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(ids(&dry["changed"]), [id(1).to_string(), id(2).to_string()]);
+    let done = json(
+        s,
+        &[
+            "requeue",
+            "--domain",
+            "b.example",
+            "--state",
+            "deferred",
+            "--json",
+        ],
+    );
+    assert_eq!(done["dry_run"], false);
+    assert_eq!(
+        ids(&done["changed"]),
+        [id(1).to_string(), id(2).to_string()]
+    );
+    assert_eq!(
+        ok(s, &["list", "--state", "deferred", "--json"])
+            .lines()
+            .count(),
+        0
+    );
+
+    // Purge a sender: everything from spam@x.example, nothing else.
+    let purge = json(s, &["delete", "--originator", "spam@x.example", "--json"]);
+    assert_eq!(
+        ids(&purge["changed"]),
+        [id(4).to_string(), id(5).to_string()]
+    );
+    assert!(purge["not_found"].as_array().unwrap().is_empty());
+    let left = ok(s, &["list", "--json"]);
+    assert_eq!(left.lines().count(), 3, "{left}");
+    assert!(!left.contains("spam@x.example"), "{left}");
+
+    // Hold and release by filter, ids in JSON, flush in JSON.
+    let held = json(s, &["hold", "--recipient", "carol@c.example", "--json"]);
+    assert_eq!(ids(&held["changed"]), [id(3).to_string()]);
+    let released = json(s, &["release", id(3).to_string().as_str(), "--json"]);
+    assert_eq!(ids(&released["changed"]), [id(3).to_string()]);
+    let flushed = json(s, &["flush", "--json"]);
+    assert_eq!(flushed["command"], "flush");
+
+    // Export and import report in JSON.
+    let dump = s.join("dump");
+    let exported = json(s, &["export", "-o", dump.to_str().unwrap(), "--json"]);
+    assert_eq!(exported["datagrams"], 3);
+    let other = tempfile::tempdir().unwrap();
+    let imported = json(other.path(), &["import", dump.to_str().unwrap(), "--json"]);
+    assert_eq!(imported["datagrams"], 3);
+    assert_eq!(imported["skipped"], 0);
+}
+
+#[test]
+fn bulk_commands_take_ids_or_a_filter_not_both_and_not_neither() {
+    let state = tempfile::tempdir().unwrap();
+    let s = state.path();
+    make_outage_spool(s);
+    for args in [
+        &["delete"][..],
+        &["requeue", "--dry-run"],
+        &["delete", &id(1).to_string(), "--domain", "b.example"],
+        &["hold", "ALL", "--originator", "spam@x.example"],
+        &["export", "--json"],
+    ] {
+        let out = cli(s, args, None);
+        assert_eq!(out.status.code(), Some(2), "{args:?} is a usage error");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("error:"), "{args:?}: {err}");
+    }
+    assert_eq!(
+        ok(s, &["list", "--json"]).lines().count(),
+        5,
+        "nothing changed"
+    );
+}

@@ -1,5 +1,5 @@
-//! `hold`, `release`, `requeue`, `delete` (an [`Action`] on selected
-//! datagrams) and `flush` (deferred recipients due now): the commands that
+//! `hold`, `release`, `requeue`, `delete` (an [`Action`] on the datagrams
+//! named by id, or matched by the filter options) and `flush` (deferred recipients due now): the commands that
 //! change datagrams, each answered with what changed, what did not and
 //! what was not found (or would, with `--dry-run`).
 
@@ -7,24 +7,33 @@ use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::{Result, bail};
-use clap::Args;
+use clap::{ArgGroup, Args};
 use imxp_spool::admin::{self, Action, Reply, Request, Selection};
 
 use crate::cli::Cli;
+use crate::filter::{FILTER_IDS, FilterArgs};
 use crate::mode::Mode;
 use crate::mode::{IfMissing, Reach, connect};
 use crate::progress::progress_bar;
 use crate::selection::selection;
 
 #[derive(Args, Debug)]
+#[command(group = ArgGroup::new("target").required(true).multiple(true).args(["ids"]).args(FILTER_IDS))]
 pub(crate) struct IdsArgs {
     /// Datagram ids; `-` reads ids from standard input, one per line; `ALL`
-    /// selects every datagram.
-    #[arg(required = true, value_name = "ID|-|ALL")]
+    /// selects every datagram. Instead of ids, the filter options select
+    /// the datagrams they match.
+    #[arg(value_name = "ID|-|ALL", conflicts_with_all = FILTER_IDS)]
     pub(crate) ids: Vec<String>,
+    #[command(flatten)]
+    pub(crate) filter: FilterArgs,
     /// Only show what would change.
     #[arg(long)]
     dry_run: bool,
+    /// Print one JSON object: the command, whether it was a dry run, and
+    /// the ids changed, unchanged and not found.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -32,6 +41,9 @@ pub(crate) struct FlushArgs {
     /// Only show what would be flushed.
     #[arg(long)]
     dry_run: bool,
+    /// Print one JSON object, as the other bulk commands do.
+    #[arg(long)]
+    json: bool,
 }
 
 /// How the output names what `action` did to a datagram.
@@ -44,13 +56,25 @@ fn past_tense(action: Action) -> &'static str {
     }
 }
 
+/// The command that performs `action`.
+fn command_name(action: Action) -> &'static str {
+    match action {
+        Action::Hold => "hold",
+        Action::Release => "release",
+        Action::Requeue => "requeue",
+        Action::Delete => "delete",
+    }
+}
+
 /// `hold`, `release`, `requeue` or `delete`.
 pub(crate) fn run(cli: &Cli, action: Action, a: &IdsArgs) -> Result<()> {
     let verb = past_tense(action);
     let sel = selection(a)?;
     let mut m = connect(cli, Reach::Either, IfMissing::Fail)?;
     let bar = match (&m, &sel) {
-        (Mode::Offline(h, _), Selection::All) if !a.dry_run => progress_bar(h.spool().len()?, verb),
+        (Mode::Offline(h, _), Selection::All | Selection::Matching(_)) if !a.dry_run => {
+            progress_bar(h.spool().len()?, verb)
+        }
         (Mode::Offline(..), Selection::Ids(ids)) if ids.len() > 10_000 && !a.dry_run => {
             progress_bar(ids.len() as u64, verb)
         }
@@ -73,20 +97,20 @@ pub(crate) fn run(cli: &Cli, action: Action, a: &IdsArgs) -> Result<()> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    print_applied(verb, reply)?;
+    print_applied(command_name(action), verb, reply, a.json)?;
     Ok(())
 }
 
 /// `flush`.
 pub(crate) fn flush(cli: &Cli, args: &FlushArgs) -> Result<()> {
-    let FlushArgs { dry_run } = args;
+    let FlushArgs { dry_run, json } = args;
     let mut m = connect(cli, Reach::Either, IfMissing::Fail)?;
     let reply = m.call(Request::Flush { dry_run: *dry_run }, None)?;
-    print_applied("flushed", reply)?;
+    print_applied("flush", "flushed", reply, *json)?;
     Ok(())
 }
 
-fn print_applied(verb: &str, reply: Reply) -> Result<()> {
+fn print_applied(command: &str, verb: &str, reply: Reply, json: bool) -> Result<()> {
     let Reply::Applied {
         changed,
         unchanged,
@@ -97,6 +121,19 @@ fn print_applied(verb: &str, reply: Reply) -> Result<()> {
         bail!("unexpected reply");
     };
     let mut o = std::io::stdout().lock();
+    if json {
+        let ids =
+            |v: &[imxp_spool::DatagramId]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let value = serde_json::json!({
+            "command": command,
+            "dry_run": dry_run,
+            "changed": ids(&changed),
+            "unchanged": ids(&unchanged),
+            "not_found": ids(&missing),
+        });
+        writeln!(o, "{value}")?;
+        return Ok(());
+    }
     let prefix = if dry_run { "would " } else { "" };
     for id in &changed {
         writeln!(o, "{prefix}{verb}: {id}")?;

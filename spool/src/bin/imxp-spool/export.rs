@@ -16,10 +16,14 @@ pub(crate) struct ExportArgs {
     /// Write to this file (default standard output).
     #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Print the summary as one JSON object on standard output (needs -o,
+    /// since without it the dump itself goes there).
+    #[arg(long, requires = "output")]
+    json: bool,
 }
 
 pub(crate) fn run(cli: &Cli, args: &ExportArgs) -> Result<()> {
-    let ExportArgs { output } = args;
+    let ExportArgs { output, json } = args;
     let Mode::Offline(h, _) = connect(cli, Reach::OfflineOnly, IfMissing::Fail)? else {
         unreachable!("offline only");
     };
@@ -49,6 +53,10 @@ pub(crate) fn run(cli: &Cli, args: &ExportArgs) -> Result<()> {
     };
     if let Some(b) = bar {
         b.finish_and_clear();
+    }
+    if *json {
+        println!("{}", serde_json::to_string(&summary)?);
+        return Ok(());
     }
     eprintln!(
         "exported {} datagram(s), {} dedup id(s), {} quarantined record(s){}",

@@ -18,10 +18,14 @@ pub(crate) struct ImportArgs {
     /// The dump (default or `-`: standard input).
     #[arg(value_name = "FILE")]
     input: Option<PathBuf>,
+    /// Print the summary as one JSON object on standard output (`skipped`:
+    /// datagrams already present).
+    #[arg(long)]
+    json: bool,
 }
 
 pub(crate) fn run(cli: &Cli, args: &ImportArgs) -> Result<()> {
-    let ImportArgs { input } = args;
+    let ImportArgs { input, json } = args;
     let Mode::Offline(h, _) = connect(cli, Reach::OfflineOnly, IfMissing::Create)? else {
         unreachable!("offline only");
     };
@@ -44,6 +48,10 @@ pub(crate) fn run(cli: &Cli, args: &ImportArgs) -> Result<()> {
     let summary = imxp_spool::dump::import(spool, reader, &mut progress)?;
     if let Some(b) = bar {
         b.finish_and_clear();
+    }
+    if *json {
+        println!("{}", serde_json::to_string(&summary)?);
+        return Ok(());
     }
     eprintln!(
         "imported {} datagram(s) into the {} spool {} ({} already present), {} dedup id(s), {} quarantined record(s)",

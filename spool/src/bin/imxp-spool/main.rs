@@ -7,6 +7,7 @@
 //! - `mode`: offline (the spool opened here) or online (the relay's admin
 //!   socket), and how a command gets one.
 //! - `selection`: the ids a bulk command acts on.
+//! - `filter`: the filter options of `list` and the bulk commands.
 //! - `time`: ages and dates as printed.
 //! - `progress`: progress bars on a terminal.
 //! - One module per command, each with its arguments and output: `list`,
@@ -17,6 +18,7 @@ mod apply;
 mod check;
 mod cli;
 mod export;
+mod filter;
 mod import;
 mod list;
 mod mode;
@@ -59,6 +61,20 @@ fn main() {
         Err(e) => {
             eprintln!("imxp-spool: {e:#}");
             std::process::exit(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod man_page {
+    use clap::CommandFactory as _;
+
+    /// The synopsis and option lists of imxp-spool(8) are generated from
+    /// [`Cli`] (`scripts/man` rewrites them).
+    #[test]
+    fn generated_parts_are_current() {
+        if let Err(e) = imxp_mangen::check_page("imxp-spool.8", [super::Cli::command()]) {
+            panic!("{e}");
         }
     }
 }

@@ -1,5 +1,7 @@
 //! The datagrams a bulk command (hold, release, requeue, delete) acts on:
-//! ids as arguments, `-` for ids on standard input, or the literal `ALL`.
+//! ids as arguments, `-` for ids on standard input, the literal `ALL`, or
+//! the datagrams the filter options match (clap keeps ids and filters
+//! apart).
 
 use std::io::BufRead;
 
@@ -10,6 +12,9 @@ use imxp_spool::admin::Selection;
 use crate::apply::IdsArgs;
 
 pub(crate) fn selection(args: &IdsArgs) -> Result<Selection> {
+    if let Some(filter) = args.filter.filter() {
+        return Ok(Selection::Matching(filter));
+    }
     if args.ids.iter().any(|a| a == "ALL") {
         if args.ids.len() != 1 {
             bail!("ALL cannot be combined with ids");

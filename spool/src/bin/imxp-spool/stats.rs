@@ -1,4 +1,6 @@
-//! `stats`: counts by state, by destination domain and by age (qshape).
+//! `stats`: counts by state, and the pending recipients in a table of
+//! domains by age (Postfix's qshape): rows by destination domain, or by
+//! originator domain with `--by originator`, a TOTAL row, columns by age.
 
 use std::io::Write;
 
@@ -11,13 +13,27 @@ use crate::mode::{IfMissing, Reach, connect};
 
 #[derive(Args, Debug)]
 pub(crate) struct StatsArgs {
-    /// Print JSON.
+    /// The rows of the age table: the recipients' (destination) domains,
+    /// or the originators' domains (who fills the queue).
+    #[arg(long, value_enum, default_value_t = Rows::Destination)]
+    by: Rows,
+    /// Print the whole snapshot as one JSON object (both tables, counts by
+    /// state, the age bucket labels).
     #[arg(long)]
     json: bool,
 }
 
+/// What the rows of the age table are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Rows {
+    /// One row per destination domain.
+    Destination,
+    /// One row per originator domain.
+    Originator,
+}
+
 pub(crate) fn run(cli: &Cli, args: &StatsArgs) -> Result<()> {
-    let StatsArgs { json } = args;
+    let StatsArgs { by, json } = args;
     let mut m = connect(cli, Reach::Either, IfMissing::Fail)?;
     let Reply::Stats(s) = m.call(Request::Stats, None)? else {
         bail!("unexpected reply");
@@ -34,7 +50,11 @@ pub(crate) fn run(cli: &Cli, args: &StatsArgs) -> Result<()> {
         let by_state: Vec<String> = s.by_state.iter().map(|(k, v)| format!("{k} {v}")).collect();
         writeln!(o, "recipients: {}", by_state.join("  "))?;
         writeln!(o)?;
-        write!(o, "{:<28} {:>6}", "DOMAIN (pending by age)", "T")?;
+        let (heading, rows) = match by {
+            Rows::Destination => ("DESTINATION (pending by age)", &s.by_domain),
+            Rows::Originator => ("ORIGINATOR (pending by age)", &s.by_origin),
+        };
+        write!(o, "{heading:<28} {:>6}", "T")?;
         for l in &s.age_labels {
             write!(o, " {l:>9}")?;
         }
@@ -44,7 +64,7 @@ pub(crate) fn run(cli: &Cli, args: &StatsArgs) -> Result<()> {
             write!(o, " {n:>9}")?;
         }
         writeln!(o)?;
-        let mut domains: Vec<_> = s.by_domain.iter().collect();
+        let mut domains: Vec<_> = rows.iter().collect();
         domains.sort_by_key(|(d, st)| {
             (
                 std::cmp::Reverse(st.by_age.iter().sum::<u64>()),
