@@ -1,4 +1,8 @@
-//! Benchmarks for imxp; see `benches/`.
+//! Benchmarks for imxp.
+//!
+//! - `imxp-bench relay` (`src/bin/imxp-bench/`): real `imxpd` processes
+//!   driven by senders and sinks, with throughput, latency percentiles, CPU
+//!   and RSS per relay and spool commits per datagram; see `bench/README.md`.
 //!
 //! - `benches/spool_enqueue.rs`: durable enqueue throughput of the spool
 //!   (512-byte datagrams; 1, 16 and 256 concurrent producers; redb and sled

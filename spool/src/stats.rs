@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::SpoolError;
 use crate::record::{StateName, domain_of};
-use crate::spool::Spool;
+use crate::spool::{CommitStats, Spool};
 
 /// Upper bounds (minutes, exclusive) of the age buckets; the last bucket is
 /// open-ended. Doubling like qshape's default.
@@ -71,6 +71,12 @@ pub struct Stats {
     pub quarantined: u64,
     /// Ids remembered for duplicate detection.
     pub dedup_entries: u64,
+    /// Durable commits this process made since it opened the spool, and
+    /// the operations they carried (group commit: operations per commit).
+    /// A benchmark reads it before and after a run for commits per
+    /// datagram. Absent in replies from older relays.
+    #[serde(default)]
+    pub commits: CommitStats,
 }
 
 impl Spool {
@@ -120,6 +126,7 @@ impl Spool {
         })?;
         s.quarantined = self.quarantine_len()?;
         s.dedup_entries = self.dedup_len()?;
+        s.commits = self.commit_stats();
         Ok(s)
     }
 }

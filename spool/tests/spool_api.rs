@@ -774,6 +774,9 @@ fn admin_operations(kind: EngineKind) {
     assert_eq!(stats.by_state[&StateName::Queued], 2);
     assert_eq!(stats.by_domain["b.example"].by_age[0], 2);
     assert_eq!(stats.dedup_entries, 3);
+    assert_eq!(stats.commits, spool.commit_stats());
+    assert!(stats.commits.commits > 0);
+    assert!(stats.commits.operations >= stats.commits.commits);
     assert_clean(&spool);
 }
 

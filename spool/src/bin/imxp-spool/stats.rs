@@ -47,6 +47,11 @@ pub(crate) fn run(cli: &Cli, args: &StatsArgs) -> Result<()> {
             "datagrams {}  on hold {}  content {} bytes  quarantined {}  dedup ids {}",
             s.datagrams, s.on_hold, s.content_bytes, s.quarantined, s.dedup_entries
         )?;
+        writeln!(
+            o,
+            "commits {}  operations {} (since the spool was opened)",
+            s.commits.commits, s.commits.operations
+        )?;
         let by_state: Vec<String> = s.by_state.iter().map(|(k, v)| format!("{k} {v}")).collect();
         writeln!(o, "recipients: {}", by_state.join("  "))?;
         writeln!(o)?;
