@@ -150,17 +150,19 @@ async fn relay(args: RelayArgs) -> anyhow::Result<()> {
     let mut failed = None;
     for run in 1..=args.runs {
         let prepared = load::prepare(&target, shape).await?;
-        let read = |relays: &[relays::Relay]| -> anyhow::Result<Vec<_>> {
-            relays
+        let read = |relays: &[relays::Relay]| -> anyhow::Result<(procfs::Sample, Vec<_>)> {
+            let driver = procfs::sample(std::process::id())?;
+            let relays = relays
                 .iter()
                 .map(|r| Ok((procfs::sample(r.pid())?, r.stats()?.commits)))
-                .collect()
+                .collect::<anyhow::Result<_>>()?;
+            Ok((driver, relays))
         };
-        let before = read(&running)?;
+        let (driver_before, before) = read(&running)?;
         let progress = progress_bar(shape.count);
         let (outcome, after) = prepared.run(&progress, || read(&running)).await?;
         progress.finish_and_clear();
-        let after = after?;
+        let (driver_after, after) = after?;
         let figures = running
             .iter()
             .zip(before.into_iter().zip(after))
@@ -174,7 +176,8 @@ async fn relay(args: RelayArgs) -> anyhow::Result<()> {
                 )
             })
             .collect();
-        let report = report::Run::new(run, &shape, &outcome, figures);
+        let driver_cpu_us = driver_after.cpu_us.saturating_sub(driver_before.cpu_us);
+        let report = report::Run::new(run, &shape, &outcome, figures, driver_cpu_us);
         if args.json {
             println!("{}", serde_json::to_string(&report)?);
         } else {

@@ -90,6 +90,10 @@ pub(crate) struct Run {
     pub(crate) delivered_per_s: f64,
     pub(crate) latency_us: Latency,
     pub(crate) relays: Vec<RelayFigures>,
+    /// CPU of this process (senders and sinks: TLS, SASL, XML) per
+    /// delivered datagram, µs: on a small machine it competes with the
+    /// relays.
+    pub(crate) driver_cpu_us_per_datagram: f64,
 }
 
 impl Run {
@@ -99,6 +103,7 @@ impl Run {
         shape: &crate::load::Shape,
         outcome: &Outcome,
         relays: Vec<RelayFigures>,
+        driver_cpu_us: u64,
     ) -> Self {
         let h = &outcome.latency;
         let q = |q: f64| {
@@ -131,6 +136,7 @@ impl Run {
                 max: if h.is_empty() { 0 } else { h.max() },
             },
             relays,
+            driver_cpu_us_per_datagram: driver_cpu_us as f64 / outcome.delivered.max(1) as f64,
         }
     }
 
@@ -183,6 +189,11 @@ impl Run {
                 r.commits
             );
         }
+        let _ = writeln!(
+            out,
+            "  driver     CPU {:>7.1} µs/datagram (senders and sinks, this process)",
+            self.driver_cpu_us_per_datagram
+        );
         out
     }
 }
