@@ -48,7 +48,7 @@ pub(crate) enum PresenceCommand {
         #[arg(long, value_name = "TEXT")]
         note: Option<String>,
         /// Where to reach you (a URI, e.g. im:fred@example.com or
-        /// tel:+15551234); default apex:<your endpoint>.
+        /// tel:+15551234); default `apex:` and your endpoint.
         #[arg(long, value_name = "URI")]
         contact: Option<String>,
     },

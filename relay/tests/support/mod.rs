@@ -97,7 +97,10 @@ pub fn spawn(relay: &Relay) -> Process {
         Command::new(env!("CARGO_BIN_EXE_imxpd"))
             .arg("--config")
             .arg(&relay.config)
-            .env("IMXP_LOG", "warn")
+            .env(
+                "IMXP_LOG",
+                std::env::var("IMXP_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
