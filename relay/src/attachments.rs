@@ -173,6 +173,11 @@ impl Attachments {
         }
     }
 
+    /// How many endpoints are attached (or attaching).
+    pub(crate) fn count(&self) -> usize {
+        self.inner.lock().len()
+    }
+
     /// Whether anyone is attached as `endpoint`.
     pub(crate) fn is_attached(&self, endpoint: &str) -> bool {
         self.inner.lock().contains_key(endpoint)

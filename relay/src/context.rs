@@ -15,6 +15,7 @@ use crate::auth::{EdgeSasl, Penalties};
 use crate::config::Config;
 use crate::hold::Release;
 use crate::intake::Intake;
+use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::tls::TlsStore;
 use imxp_spool::Clock;
@@ -43,6 +44,8 @@ pub(crate) struct Context {
     pub(crate) access: Access,
     /// The presence service's state (RFC 3343).
     pub(crate) presence: Presence,
+    /// The metrics registry.
+    pub(crate) metrics: Arc<Metrics>,
     next_session: AtomicU64,
 }
 
@@ -75,6 +78,7 @@ pub(crate) struct Parts {
     pub(crate) presence: Presence,
     /// Where attach and detach events go (the presence service's task).
     pub(crate) attachment_events: tokio::sync::mpsc::UnboundedSender<AttachmentEvent>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Context {
@@ -91,6 +95,7 @@ impl Context {
             penalties: parts.penalties,
             access: parts.access,
             presence: parts.presence,
+            metrics: parts.metrics,
             next_session: AtomicU64::new(1),
         }
     }
@@ -124,7 +129,17 @@ impl Context {
                 Err(error.to_string())
             }
         };
-        ReloadOutcome { tls, users }
+        let outcome = ReloadOutcome { tls, users };
+        let result = if outcome.succeeded() {
+            "applied"
+        } else {
+            "refused"
+        };
+        self.metrics
+            .reloads
+            .get_or_create(&crate::metrics::label("result", result))
+            .inc();
+        outcome
     }
 
     /// A new session number (attachments are owned by sessions).

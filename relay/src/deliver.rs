@@ -103,7 +103,7 @@ impl Deliverer {
             let mut outcomes = Vec::new();
             for &index in indexes {
                 let recipient = &envelope.recipients[index].endpoint;
-                let outcome = match self.access_check(&envelope.originator, recipient) {
+                let outcome = match self.access_check(envelope, recipient) {
                     Some(AccessHook::Service) => {
                         crate::access::service::serve(
                             &self.ctx,
@@ -149,7 +149,8 @@ impl Deliverer {
     /// step 5.3). A blocked datagram fails as if the recipient were not
     /// attached, so that a requested report does not reveal the block
     /// (polite blocking, RFC 2779 §5.4.10); only the log says "blocked".
-    fn access_check(&self, originator: &str, recipient: &str) -> Option<AccessHook> {
+    fn access_check(&self, envelope: &Envelope, recipient: &str) -> Option<AccessHook> {
+        let originator = envelope.originator.as_str();
         if recipient.starts_with("apex=access@") {
             return Some(AccessHook::Service);
         }
@@ -159,7 +160,18 @@ impl Deliverer {
         if self.ctx.access.permits_data(originator, recipient) {
             return None;
         }
-        tracing::info!(%originator, %recipient, event = Event::Blocked.as_str(), "core:data not granted");
+        crate::trail::record(
+            &self.ctx.metrics,
+            &crate::trail::Transition {
+                event: Event::Blocked,
+                id: envelope.id,
+                originator,
+                recipient,
+                hop: "local",
+                delay_ms: self.ctx.now_ms().saturating_sub(envelope.queued_ms),
+                status: "core:data not granted",
+            },
+        );
         // Exactly what an endpoint that is not attached gets, so that a
         // report cannot tell the two apart.
         Some(AccessHook::Blocked(Outcome::Failed(Failure::new(
@@ -178,7 +190,7 @@ impl Deliverer {
         content: &Bytes,
         endpoint: &str,
     ) -> Outcome {
-        match self.access_check(&envelope.originator, endpoint) {
+        match self.access_check(envelope, endpoint) {
             Some(AccessHook::Blocked(outcome)) => outcome,
             Some(AccessHook::Service | AccessHook::Presence) | None => {
                 self.deliver_local(envelope, content, endpoint, true).await

@@ -10,8 +10,10 @@
 use crate::config::Config;
 use crate::datagram::{self, Incoming};
 use crate::identity::Sender;
+use crate::metrics::Metrics;
 use crate::options::{self, Source};
 use crate::refusal::Refusal;
+use crate::trail::{self, Transition};
 use imxp_beep::io::ChannelHandle;
 use imxp_spool::Event;
 use imxp_spool::{DatagramId, Enqueued, IdOrigin, NewDatagram, Spool};
@@ -29,12 +31,18 @@ pub(crate) struct IntakeError(pub(crate) String);
 pub(crate) struct Intake {
     spool: Spool,
     config: Arc<Config>,
+    metrics: Arc<Metrics>,
 }
 
 impl Intake {
-    /// Intake into `spool`, with the options of `config`.
-    pub(crate) fn new(spool: Spool, config: Arc<Config>) -> Self {
-        Self { spool, config }
+    /// Intake into `spool`, with the options of `config`, counting in
+    /// `metrics`.
+    pub(crate) fn new(spool: Spool, config: Arc<Config>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            spool,
+            config,
+            metrics,
+        }
     }
 
     /// Names the datagram as one from `sender`, processes the per-data
@@ -53,20 +61,32 @@ impl Intake {
         let this = self.clone();
         let handle = handle.clone();
         let now = self.spool.now_ms();
-        let source = match sender {
-            Sender::Endpoint => Source::Edge,
-            Sender::Relay { .. } => Source::Mesh,
+        let (source, hop) = match &sender {
+            Sender::Endpoint => (Source::Edge, "edge".to_owned()),
+            Sender::Relay { domain } => (Source::Mesh, domain.clone()),
         };
         let (id, id_origin) = incoming.identity(&sender, now);
         writes.spawn(async move {
             let outcome = match options::at_intake(&this.config, &mut incoming, source, now) {
                 Ok(()) => this
-                    .write(incoming, id, id_origin)
+                    .write_from(incoming, id, id_origin, &hop)
                     .await
                     .map(drop)
                     .map_err(|e| Refusal::aborted(e.0)),
                 Err(refusal) => {
-                    tracing::info!(%id, code = refusal.code.0, reason = %refusal.text, event = Event::Refused.as_str());
+                    let status = format!("{} {}", refusal.code.0, refusal.text);
+                    trail::record(
+                        &this.metrics,
+                        &Transition {
+                            event: Event::Refused,
+                            id,
+                            originator: &incoming.originator,
+                            recipient: &incoming.recipients.join(","),
+                            hop: &hop,
+                            delay_ms: 0,
+                            status: &status,
+                        },
+                    );
                     Err(refusal)
                 }
             };
@@ -86,19 +106,35 @@ impl Intake {
         self.write(incoming, id, id_origin).await
     }
 
-    /// Writes `incoming` under the id `id` (options already processed);
-    /// resolves once it is durable. `Ok(false)`: a duplicate, not queued
-    /// again. Reports use it directly: their id is derived from what they
-    /// report, so the same report queued twice is a duplicate.
+    /// Writes `incoming`, a datagram of the relay's own services, under
+    /// the id `id` (options already processed); resolves once it is
+    /// durable. `Ok(false)`: a duplicate, not queued again. Reports use it
+    /// directly: their id is derived from what they report, so the same
+    /// report queued twice is a duplicate.
     pub(crate) async fn write(
         &self,
         incoming: Incoming,
         id: DatagramId,
         id_origin: IdOrigin,
     ) -> Result<bool, IntakeError> {
-        let recipients = incoming.recipients.len();
+        self.write_from(incoming, id, id_origin, "local").await
+    }
+
+    /// [`Intake::write`] of a datagram received from `hop` (`edge`, or a
+    /// peer relay's bound domain), for the trail.
+    async fn write_from(
+        &self,
+        incoming: Incoming,
+        id: DatagramId,
+        id_origin: IdOrigin,
+        hop: &str,
+    ) -> Result<bool, IntakeError> {
+        let originator = incoming.originator.clone();
+        let recipients = incoming.recipients.join(",");
+        let size = incoming.payload.len();
         let datagram = new_datagram(incoming, id, id_origin);
-        logged(id, recipients, self.spool.enqueue(datagram).await)
+        let result = self.spool.enqueue(datagram).await;
+        self.logged(id, (&originator, &recipients, size, hop), result)
     }
 
     /// Writes `incoming` (a service's own datagram, id generated) in place
@@ -112,15 +148,57 @@ impl Intake {
         id: DatagramId,
         previous: Vec<DatagramId>,
     ) -> Result<Vec<DatagramId>, IntakeError> {
-        let recipients = incoming.recipients.len();
+        let originator = incoming.originator.clone();
+        let recipients = incoming.recipients.join(",");
+        let size = incoming.payload.len();
         let datagram = new_datagram(incoming, id, IdOrigin::Generated);
         let written = self.spool.enqueue_superseding(datagram, previous).await;
+        let about = (originator.as_str(), recipients.as_str(), size, "local");
         match written {
             Ok(superseding) => {
-                logged(id, recipients, Ok(superseding.enqueued))?;
+                self.logged(id, about, Ok(superseding.enqueued))?;
                 Ok(superseding.in_flight)
             }
-            Err(error) => logged(id, recipients, Err(error)).map(|_| Vec::new()),
+            Err(error) => self.logged(id, about, Err(error)).map(|_| Vec::new()),
+        }
+    }
+
+    /// Logs and counts the result of an enqueue of datagram `id`
+    /// (originator, recipients, content size, where it came from):
+    /// `Ok(false)` for a duplicate.
+    fn logged(
+        &self,
+        id: DatagramId,
+        (originator, recipients, size, hop): (&str, &str, usize, &str),
+        result: Result<Enqueued, imxp_spool::SpoolError>,
+    ) -> Result<bool, IntakeError> {
+        let (event, status) = match &result {
+            Ok(Enqueued::Queued(_)) => (Event::Queued, format!("accepted, {size} octets")),
+            Ok(Enqueued::Duplicate(_)) => (
+                Event::Duplicate,
+                "accepted, seen before: not queued again".to_owned(),
+            ),
+            Err(_) => (Event::Refused, "451 spool write failed".to_owned()),
+        };
+        trail::record(
+            &self.metrics,
+            &Transition {
+                event,
+                id,
+                originator,
+                recipient: recipients,
+                hop,
+                delay_ms: 0,
+                status: &status,
+            },
+        );
+        match result {
+            Ok(Enqueued::Queued(_)) => Ok(true),
+            Ok(Enqueued::Duplicate(_)) => Ok(false),
+            Err(error) => {
+                tracing::error!(%id, %error, "spool write failed");
+                Err(IntakeError(error.to_string()))
+            }
         }
     }
 }
@@ -133,27 +211,5 @@ fn new_datagram(incoming: Incoming, id: DatagramId, id_origin: IdOrigin) -> NewD
         recipients: incoming.recipients,
         options: incoming.options,
         content: incoming.payload.to_vec(),
-    }
-}
-
-/// Logs the result of an enqueue: `Ok(false)` for a duplicate.
-fn logged(
-    id: DatagramId,
-    recipients: usize,
-    result: Result<Enqueued, imxp_spool::SpoolError>,
-) -> Result<bool, IntakeError> {
-    match result {
-        Ok(Enqueued::Queued(_)) => {
-            tracing::info!(%id, recipients, event = Event::Queued.as_str());
-            Ok(true)
-        }
-        Ok(Enqueued::Duplicate(_)) => {
-            tracing::info!(%id, event = Event::Duplicate.as_str());
-            Ok(false)
-        }
-        Err(error) => {
-            tracing::error!(%id, %error, "spool write failed");
-            Err(IntakeError(error.to_string()))
-        }
     }
 }

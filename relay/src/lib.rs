@@ -12,6 +12,8 @@
 //! * [`server`] — `run`: wires the parts below and runs them until
 //!   shutdown.
 //! * `notify` — readiness, draining and watchdog for systemd.
+//! * `metrics` — the Prometheus registry and its HTTP endpoint;
+//!   `trail` — one log line and one count per spool transition.
 //! * `listen` — accept loops, admission (session limits, 421 beyond them),
 //!   and the session skeleton that the two roles specialise: `edge`
 //!   (endpoints: SASL, `attach`, `terminate`, `data`) and `mesh` (relays:
@@ -51,6 +53,7 @@ mod hold;
 mod identity;
 mod intake;
 mod listen;
+mod metrics;
 mod notify;
 mod options;
 mod outbound;
@@ -61,3 +64,4 @@ mod report;
 pub mod route;
 pub mod server;
 pub mod tls;
+mod trail;

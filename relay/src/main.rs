@@ -42,10 +42,12 @@ struct Cli {
     state_dir: PathBuf,
     /// Log lines as text for people, or as one JSON object per line for
     /// log collectors (fields: timestamp, level, target, and the event's
-    /// own fields such as id, recipient and event). Logs go to standard
-    /// error; the level is set with IMXP_LOG (default "info").
-    #[arg(long, value_enum, global = true, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    /// own fields such as id, recipient and event). Overrides `[log]
+    /// format` of the configuration (default: text). Logs go to standard
+    /// error (under systemd, to the journal, without a timestamp of their
+    /// own); the level is set with IMXP_LOG (default "info").
+    #[arg(long, value_enum, global = true)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -91,15 +93,14 @@ enum UserCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("IMXP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().with_current_span(false).init(),
-    }
+    // The configuration may choose the log format: read it first, quietly
+    // (a broken file is reported by the command that loads it below).
+    let configured = if cli.dev {
+        None
+    } else {
+        Config::load(&cli.config).ok().map(|c| c.log_format)
+    };
+    init_logging(cli.log_format, configured);
     let config_path = if cli.dev {
         prepare_dev(&cli.state_dir)?
     } else {
@@ -168,6 +169,29 @@ fn main() -> anyhow::Result<()> {
                 anyhow::Ok(())
             })
         }
+    }
+}
+
+/// Installs the log subscriber: `flag` (`--log-format`) wins over
+/// `configured` (`[log] format`). Under systemd (`JOURNAL_STREAM` set,
+/// standard error connected to the journal) text lines carry no
+/// timestamp and no colours: the journal adds its own, and keeps the
+/// `key=value` fields as written.
+fn init_logging(flag: Option<LogFormat>, configured: Option<imxp_relay::config::LogFormat>) {
+    let format = flag.unwrap_or(match configured {
+        Some(imxp_relay::config::LogFormat::Json) => LogFormat::Json,
+        _ => LogFormat::Text,
+    });
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IMXP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    match (format, journal) {
+        (LogFormat::Text, false) => logs.init(),
+        (LogFormat::Text, true) => logs.without_time().with_ansi(false).init(),
+        (LogFormat::Json, _) => logs.json().with_current_span(false).init(),
     }
 }
 

@@ -31,6 +31,7 @@ pub(crate) struct Outbound {
     bind_as: Vec<String>,
     connect_timeout: Duration,
     max_message_size: usize,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Outbound {
@@ -40,6 +41,7 @@ impl Outbound {
         bind_as: Vec<String>,
         connect_timeout: Duration,
         max_message_size: usize,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
         Self {
             slots: Mutex::new(HashMap::new()),
@@ -48,6 +50,7 @@ impl Outbound {
             bind_as,
             connect_timeout,
             max_message_size,
+            metrics,
         }
     }
 
@@ -143,10 +146,16 @@ impl Outbound {
             .iter()
             .any(|p| p == imxp_beep::tuning::tls::TLS_URI);
         if offers_tls {
-            connection
-                .start_tls()
-                .await
-                .map_err(|e| Failure::new(FailureKind::Tls, format!("{address}: {e}")))?;
+            if let Err(error) = connection.start_tls().await {
+                self.metrics
+                    .tls_failures
+                    .get_or_create(&crate::metrics::label("direction", "outbound"))
+                    .inc();
+                return Err(Failure::new(
+                    FailureKind::Tls,
+                    format!("{address}: {error}"),
+                ));
+            }
         } else if self.tls_required {
             let _ = connection.release().await;
             return Err(Failure::new(

@@ -11,7 +11,9 @@
 
 use crate::context::Context;
 use crate::deliver::Deliverer;
+use crate::metrics::label;
 use crate::report::Reporter;
+use crate::trail::{self, Transition};
 use bytes::Bytes;
 use imxp_spool::Event;
 use imxp_spool::{Claim, DatagramId, Envelope, Outcome, Recorded, Spool};
@@ -137,7 +139,11 @@ impl Dispatcher {
             }
         };
         for &index in &claim.expired {
-            tracing::info!(%id, recipient = %claim.envelope.recipients[index].endpoint, event = Event::Expired.as_str());
+            let status = match &claim.envelope.recipients[index].state {
+                imxp_spool::RecipientState::Failed { error, .. } => error.to_string(),
+                _ => "deadline passed".to_owned(),
+            };
+            self.trail(&claim.envelope, index, Event::Expired, &status, None);
         }
         if claim.attempt.is_empty() && claim.report_due.is_empty() && claim.transient_due.is_empty()
         {
@@ -171,6 +177,7 @@ impl Dispatcher {
             let Ok(_permit) = limit.acquire_owned().await else {
                 continue;
             };
+            let _in_flight = InFlight::start(&self.ctx, &domain);
             outcomes.extend(
                 self.deliverer
                     .deliver(&claim.envelope, &content, &domain, &indexes)
@@ -259,6 +266,8 @@ impl Dispatcher {
                 continue;
             };
             let mut outcomes = Vec::new();
+            let domain = imxp_spool::record::domain_of(endpoint);
+            let _in_flight = InFlight::start(&self.ctx, &domain);
             for &index in &claim.attempt {
                 let outcome = self
                     .deliverer
@@ -293,20 +302,41 @@ impl Dispatcher {
         }
     }
 
-    /// Logs each outcome and records them all in the spool.
+    /// Records the outcomes in the spool, then logs and counts each (the
+    /// log says what the spool now holds).
     async fn record(
         &self,
         envelope: &Envelope,
         outcomes: Vec<(usize, Outcome)>,
     ) -> Option<Recorded> {
         let id = envelope.id;
-        for (index, outcome) in &outcomes {
-            log_outcome(id, &envelope.recipients[*index].endpoint, outcome);
+        let logged = outcomes.clone();
+        let result = self.spool.record(id, outcomes).await;
+        if result.is_ok() {
+            for (index, outcome) in &logged {
+                self.log_outcome(envelope, *index, outcome);
+            }
         }
-        match self.spool.record(id, outcomes).await {
+        match result {
             Ok(Some(recorded)) => {
                 if recorded.removed {
-                    tracing::info!(%id, event = Event::Removed.as_str());
+                    let recipients: Vec<&str> = envelope
+                        .recipients
+                        .iter()
+                        .map(|r| r.endpoint.as_str())
+                        .collect();
+                    trail::record(
+                        &self.ctx.metrics,
+                        &Transition {
+                            event: Event::Removed,
+                            id,
+                            originator: &envelope.originator,
+                            recipient: &recipients.join(","),
+                            hop: "-",
+                            delay_ms: self.ctx.now_ms().saturating_sub(envelope.queued_ms),
+                            status: "every recipient final",
+                        },
+                    );
                 }
                 Some(recorded)
             }
@@ -343,19 +373,91 @@ impl Dispatcher {
     }
 }
 
-/// One log line per recipient outcome.
-fn log_outcome(id: DatagramId, recipient: &str, outcome: &Outcome) {
-    match outcome {
-        Outcome::Delivered { via } => {
-            tracing::info!(%id, %recipient, via = via.as_deref().unwrap_or("-"), event = Event::Delivered.as_str())
+impl Dispatcher {
+    /// One trail line (and count) per recipient outcome; a delivery's
+    /// delay goes into the delivery histogram too.
+    fn log_outcome(&self, envelope: &Envelope, index: usize, outcome: &Outcome) {
+        match outcome {
+            Outcome::Delivered { via } => {
+                let via = via.as_deref().unwrap_or("local");
+                let kind = if via == "local" { "local" } else { "remote" };
+                let delay = self.ctx.now_ms().saturating_sub(envelope.queued_ms);
+                self.ctx
+                    .metrics
+                    .delivery_seconds
+                    .get_or_create(&label("kind", kind))
+                    .observe(delay as f64 / 1000.0);
+                self.trail(envelope, index, Event::Delivered, "ok", Some(via));
+            }
+            Outcome::Deferred(failure) => {
+                self.trail(envelope, index, Event::Deferred, &failure.to_string(), None);
+            }
+            Outcome::Failed(failure) => {
+                self.trail(envelope, index, Event::Failed, &failure.to_string(), None);
+            }
+            Outcome::Held => {
+                self.trail(
+                    envelope,
+                    index,
+                    Event::Held,
+                    "held for the endpoint",
+                    Some("local"),
+                );
+            }
+            Outcome::NotAttempted => {}
         }
-        Outcome::Deferred(failure) => {
-            tracing::info!(%id, %recipient, %failure, event = Event::Deferred.as_str())
-        }
-        Outcome::Failed(failure) => {
-            tracing::info!(%id, %recipient, %failure, event = Event::Failed.as_str())
-        }
-        Outcome::Held => tracing::info!(%id, %recipient, event = Event::Held.as_str()),
-        Outcome::NotAttempted => {}
+    }
+
+    /// The trail line of recipient `index`: its hop is `via` when known,
+    /// else `local` for a domain served here, else the recipient's domain.
+    fn trail(
+        &self,
+        envelope: &Envelope,
+        index: usize,
+        event: Event,
+        status: &str,
+        via: Option<&str>,
+    ) {
+        let recipient = &envelope.recipients[index].endpoint;
+        let domain = imxp_spool::record::domain_of(recipient);
+        let hop = match via {
+            Some("local") => "local".to_owned(),
+            Some(via) => format!("{domain} {via}"),
+            None if self.ctx.config.serves(&domain) => "local".to_owned(),
+            None => domain,
+        };
+        trail::record(
+            &self.ctx.metrics,
+            &Transition {
+                event,
+                id: envelope.id,
+                originator: &envelope.originator,
+                recipient,
+                hop: &hop,
+                delay_ms: self.ctx.now_ms().saturating_sub(envelope.queued_ms),
+                status,
+            },
+        );
+    }
+}
+
+/// A delivery attempt to one destination, counted in
+/// `imxp_deliveries_in_flight` while it lives.
+struct InFlight(prometheus_client::metrics::gauge::Gauge);
+
+impl InFlight {
+    fn start(ctx: &Context, domain: &str) -> Self {
+        let gauge = ctx
+            .metrics
+            .in_flight
+            .get_or_create_owned(&label("destination", domain));
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }

@@ -32,6 +32,7 @@
 use crate::context::Context;
 use crate::datagram::{self, Incoming};
 use crate::options::fresh_trans_id;
+use crate::trail::{self, Transition};
 use bytes::Bytes;
 use imxp_apex::processing::{self, Hop};
 use imxp_apex::{
@@ -400,6 +401,7 @@ impl Reporter {
         let limit = self.ctx.config.reports.max_per_originator_per_minute;
         if !self.limit.allow(&to, now, limit) {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            self.ctx.metrics.refused("reports_per_originator");
             tracing::warn!(
                 id = %about,
                 originator = %to,
@@ -425,9 +427,10 @@ impl Reporter {
         }
         let id = report_id(&data.originator.identity, about, &report);
         let payload = Bytes::from(data.to_payload(&content));
+        let originator = datagram::key(&data.originator.identity);
         let incoming = Incoming {
             originator: datagram::key(&data.originator.identity),
-            recipients: vec![to],
+            recipients: vec![to.clone()],
             payload,
             data: Box::new(data),
             content,
@@ -441,13 +444,22 @@ impl Reporter {
             .write(incoming, id, imxp_spool::IdOrigin::Derived)
             .await
             .map_err(|e| e.0)?;
-        tracing::info!(
-            %id,
-            about = %about,
-            kind = ?report.kind,
-            trans_id = report.status.trans_id,
-            duplicate = !queued,
-            event = Event::Reported.as_str()
+        let status = format!(
+            "{kind:?} report {id}{again}",
+            kind = report.kind,
+            again = if queued { "" } else { " (queued before)" }
+        );
+        trail::record(
+            &self.ctx.metrics,
+            &Transition {
+                event: Event::Reported,
+                id: about,
+                originator: &originator,
+                recipient: &to,
+                hop: "local",
+                delay_ms: 0,
+                status: &status,
+            },
         );
         Ok(())
     }

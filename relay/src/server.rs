@@ -13,6 +13,7 @@ use crate::context::{Context, Parts};
 use crate::deliver::Deliverer;
 use crate::intake::Intake;
 use crate::listen::{self, admission::Admission, edge::Edge, mesh::Mesh};
+use crate::metrics::{self, Metrics, QueueShape};
 use crate::notify;
 use crate::outbound::Outbound;
 use crate::presence::{self, Presence, SpoolStore};
@@ -20,7 +21,7 @@ use crate::qmgr::Dispatcher;
 use crate::report::Reporter;
 use crate::route::{DnsSettings, Router};
 use crate::tls::{TlsMaterial, TlsStore};
-use imxp_spool::{Clock, EngineKind, HoldPolicy, RetryPolicy, Spool, SpoolConfig};
+use imxp_spool::{Clock, CommitObserver, EngineKind, HoldPolicy, RetryPolicy, Spool, SpoolConfig};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -256,6 +257,13 @@ pub async fn run_with_reload(
     // flight by a crash): keep it off the runtime's threads.
     let spool_dir = config.state_dir.join("spool");
     let clock = Clock::system();
+    let metrics = Arc::new(Metrics::new());
+    // Bound before anything starts, so that a taken port stops the relay
+    // at once with the key's address in the error.
+    let metrics_listener = match config.metrics_listen {
+        Some(address) => Some(bind(address).await?),
+        None => None,
+    };
     let spool_config = SpoolConfig {
         engine: match config.spool_engine {
             SpoolEngine::Redb => EngineKind::Redb,
@@ -273,6 +281,10 @@ pub async fn run_with_reload(
             default_ttl_ms: Some(config.hold.default_ttl.as_millis() as u64),
         },
         clock: clock.clone(),
+        observer: Some({
+            let metrics = metrics.clone();
+            CommitObserver::new(move |sample| metrics.commit(sample))
+        }),
         ..SpoolConfig::default()
     };
     let spool = tokio::task::spawn_blocking(move || Spool::open(spool_dir, spool_config))
@@ -312,6 +324,7 @@ pub async fn run_with_reload(
         config.domains.clone(),
         config.queue.connect_timeout,
         config.max_message_size,
+        metrics.clone(),
     );
     let presence = Presence::open(
         Box::new(SpoolStore::new(spool.clone())),
@@ -321,7 +334,7 @@ pub async fn run_with_reload(
     let (attachment_events, attachments) = tokio::sync::mpsc::unbounded_channel();
     let config = Arc::new(config);
     let ctx = Arc::new(Context::new(Parts {
-        intake: Intake::new(spool.clone(), config.clone()),
+        intake: Intake::new(spool.clone(), config.clone(), metrics.clone()),
         clock,
         config,
         tls,
@@ -330,6 +343,7 @@ pub async fn run_with_reload(
         access,
         presence,
         attachment_events,
+        metrics: metrics.clone(),
     }));
     let reporter = Arc::new(Reporter::new(ctx.clone()));
     let deliverer = Arc::new(Deliverer::new(
@@ -359,6 +373,14 @@ pub async fn run_with_reload(
         imxp_spool::admin::Handler::new(spool.clone()),
         stop.clone().cancelled_owned(),
     ));
+    if let Some(listener) = metrics_listener {
+        tasks.spawn(metrics::http::serve(
+            listener,
+            metrics,
+            scrape_refresh(spool.clone(), ctx.clone()),
+            stop.clone(),
+        ));
+    }
     let admission = Arc::new(Admission::new(&ctx.config));
     let (edge, mesh) = (Arc::new(Edge), Arc::new(Mesh));
     for listener in listeners.edge {
@@ -403,6 +425,21 @@ pub async fn run_with_reload(
         tracing::warn!("some sessions did not end within 30 s");
     }
     Ok(())
+}
+
+/// What runs before each scrape: the queue gauges from a scan of the
+/// spool's envelopes, and the count of attached endpoints.
+fn scrape_refresh(spool: Spool, ctx: Arc<Context>) -> Arc<dyn Fn(&Metrics) + Send + Sync> {
+    Arc::new(move |metrics: &Metrics| {
+        match QueueShape::scan(&spool) {
+            Ok(shape) => metrics.set_queue(&shape),
+            Err(error) => tracing::warn!(%error, "scanning the spool for metrics failed"),
+        }
+        metrics
+            .attachments
+            .get_or_create(&metrics::label("kind", "edge"))
+            .set(i64::try_from(ctx.attachments.count()).unwrap_or(i64::MAX));
+    })
 }
 
 /// Forgets dedup entries older than the spool's window, every ten minutes.

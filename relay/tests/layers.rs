@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 /// Modules from the bottom up: each may use only those before it.
 const LAYERS: &[&str] = &[
     "config",
+    "metrics",
+    "trail",
     "notify",
     "activation",
     "route",
@@ -43,7 +45,9 @@ const LAYERS: &[&str] = &[
 /// Directories whose files are one module to the outside (their inner
 /// `super::` paths are their own business), except those named in
 /// [`LAYERS`] with a `::`.
-const PACKAGES: &[&str] = &["config", "route", "auth", "access", "presence", "listen"];
+const PACKAGES: &[&str] = &[
+    "config", "metrics", "route", "auth", "access", "presence", "listen",
+];
 
 fn rank(module: &str) -> Option<usize> {
     LAYERS.iter().position(|m| *m == module)

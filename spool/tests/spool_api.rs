@@ -10,9 +10,9 @@ use imxp_spool::check::CheckReport;
 use imxp_spool::engine::{Batch, EngineKind, Tree};
 use imxp_spool::spool::Fix;
 use imxp_spool::{
-    Clock, DatagramId, Enqueued, Failure, FailureKind, HeldUsage, HoldPolicy, IdOrigin,
-    NewDatagram, Outcome, QueueOptions, RecipientState, ReportState, RetryPolicy, Spool,
-    SpoolConfig, SpoolError, StateName,
+    Clock, CommitObserver, CommitSample, DatagramId, Enqueued, Failure, FailureKind, HeldUsage,
+    HoldPolicy, IdOrigin, NewDatagram, Outcome, QueueOptions, RecipientState, ReportState,
+    RetryPolicy, Spool, SpoolConfig, SpoolError, StateName,
 };
 
 const T0: u64 = 1_800_000_000_000;
@@ -969,7 +969,21 @@ fn corrupt_live(spool: &Spool) {
 
 fn group_commit_batches_concurrent_producers(kind: EngineKind) {
     let env = Env::new(kind);
-    let spool = env.open();
+    // The observer sees every durable commit with its group size.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<CommitSample>::new()));
+    let observer = {
+        let seen = seen.clone();
+        CommitObserver::new(move |sample| seen.lock().unwrap().push(sample))
+    };
+    let spool = Spool::open(
+        env.dir.path(),
+        SpoolConfig {
+            observer: Some(observer),
+            ..env.config()
+        },
+    )
+    .unwrap();
+    seen.lock().unwrap().clear();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()
@@ -1001,6 +1015,13 @@ fn group_commit_batches_concurrent_producers(kind: EngineKind) {
     let commits = after.commits - before.commits;
     assert_eq!(ops, 512);
     assert!(commits < ops, "{commits} commits for {ops} operations");
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len() as u64, commits, "one sample per commit");
+        let carried: usize = seen.iter().map(|s| s.operations).sum();
+        assert_eq!(carried as u64, ops);
+        assert!(seen.iter().any(|s| s.operations > 1), "{seen:?}");
+    }
     // A lone producer is served by exactly one commit.
     let c0 = spool.commit_stats().commits;
     spool

@@ -39,6 +39,10 @@ pub(super) struct File {
     pub(super) reports: ReportsSection,
     #[serde(default)]
     pub(super) presence: PresenceSection,
+    #[serde(default)]
+    pub(super) metrics: MetricsSection,
+    #[serde(default)]
+    pub(super) log: LogSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -50,6 +54,18 @@ pub(super) struct PresenceSection {
     pub(super) max_subscribes_per_domain_per_minute: Option<u32>,
     pub(super) max_entry_size: Option<usize>,
     pub(super) max_duration: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MetricsSection {
+    pub(super) listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LogSection {
+    pub(super) format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -79,6 +95,7 @@ pub(super) struct RelaySection {
     pub(super) domains: Vec<String>,
     pub(super) state_dir: Option<PathBuf>,
     pub(super) allow_root: Option<bool>,
+    pub(super) drain_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

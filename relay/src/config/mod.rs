@@ -25,7 +25,7 @@ use thiserror::Error;
 
 use file::File;
 pub use settings::{
-    AccessSettings, Config, HoldSettings, LimitSettings, MeshPolicy, OptionSettings,
+    AccessSettings, Config, HoldSettings, LimitSettings, LogFormat, MeshPolicy, OptionSettings,
     PresenceSettings, QueueSettings, ReportSettings, SpoolEngine, TlsSettings,
 };
 pub use values::parse_duration;

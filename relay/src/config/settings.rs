@@ -170,6 +170,17 @@ pub enum SpoolEngine {
     Sled,
 }
 
+/// How log lines are written (`[log] format`; `imxpd --log-format`
+/// overrides it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines with `key=value` fields (the default).
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -225,6 +236,14 @@ pub struct Config {
     pub access: AccessSettings,
     /// Presence service limits.
     pub presence: PresenceSettings,
+    /// Where the Prometheus metrics are served (`[metrics] listen`);
+    /// `None`: nowhere (the default).
+    pub metrics_listen: Option<SocketAddr>,
+    /// How log lines are written (`[log] format`).
+    pub log_format: LogFormat,
+    /// How long a stopping relay lets deliveries in flight finish
+    /// (`[relay] drain_timeout`, default 30 s).
+    pub drain_timeout: Duration,
 }
 
 impl Config {

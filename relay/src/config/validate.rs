@@ -9,14 +9,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::file::{
-    AccessSection, AuthSection, File, HoldSection, LimitsSection, MeshSection, OptionsSection,
-    PresenceSection, QueueSection, ReportsSection, SpoolSection, TlsSection,
+    AccessSection, AuthSection, File, HoldSection, LimitsSection, LogSection, MeshSection,
+    MetricsSection, OptionsSection, PresenceSection, QueueSection, ReportsSection, SpoolSection,
+    TlsSection,
 };
 use super::values::{check_domain, check_host_port, parse_duration};
 use super::{
-    AccessSettings, Config, ConfigError, EDGE_PORT, HoldSettings, LimitSettings, MESH_PORT,
-    MeshPolicy, OptionSettings, PresenceSettings, QueueSettings, ReportSettings, SpoolEngine,
-    TlsSettings, invalid,
+    AccessSettings, Config, ConfigError, EDGE_PORT, HoldSettings, LimitSettings, LogFormat,
+    MESH_PORT, MeshPolicy, OptionSettings, PresenceSettings, QueueSettings, ReportSettings,
+    SpoolEngine, TlsSettings, invalid,
 };
 
 /// Resolves a path of the file relative to the file's directory.
@@ -54,7 +55,17 @@ impl Config {
         let reports = reports(&file.reports);
         let access = access_settings(file.access)?;
         let presence = presence(file.presence)?;
+        let metrics_listen = metrics_listen(&file.metrics)?;
+        let log_format = log_format(&file.log)?;
+        let drain_timeout = duration(
+            file.relay.drain_timeout,
+            "relay.drain_timeout",
+            Duration::from_secs(30),
+        )?;
         Ok(Self {
+            metrics_listen,
+            log_format,
+            drain_timeout,
             access,
             presence,
             hold,
@@ -492,6 +503,34 @@ fn options(section: OptionsSection) -> Result<OptionSettings, ConfigError> {
 fn reports(section: &ReportsSection) -> ReportSettings {
     ReportSettings {
         max_per_originator_per_minute: section.max_per_originator_per_minute.unwrap_or(60),
+    }
+}
+
+/// `[metrics] listen`: an `address:port` (absent: no metrics endpoint).
+fn metrics_listen(section: &MetricsSection) -> Result<Option<SocketAddr>, ConfigError> {
+    section
+        .listen
+        .as_ref()
+        .map(|value| {
+            value.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "metrics.listen",
+                    format!("{value:?} is not an address:port (e.g. \"127.0.0.1:9464\")"),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// `[log] format`: `"text"` (default) or `"json"`.
+fn log_format(section: &LogSection) -> Result<LogFormat, ConfigError> {
+    match section.format.as_deref() {
+        None | Some("text") => Ok(LogFormat::Text),
+        Some("json") => Ok(LogFormat::Json),
+        Some(other) => Err(invalid(
+            "log.format",
+            format!("{other:?} is neither \"text\" nor \"json\""),
+        )),
     }
 }
 

@@ -38,6 +38,14 @@ pub(crate) enum Refused {
 }
 
 impl Refused {
+    /// The configuration key of the limit (a metrics label).
+    pub(crate) fn limit(self) -> &'static str {
+        match self {
+            Self::Total(_) => "max_sessions",
+            Self::PerAddress(_) => "max_sessions_per_address",
+        }
+    }
+
     fn text(self) -> String {
         match self {
             Self::Total(limit) => format!("too many sessions (limit {limit}), try again later"),

@@ -46,7 +46,9 @@ impl Role for Edge {
         }));
         // Failed SASL exchanges are answered late, per peer address.
         let penalties = ctx.penalties.clone();
+        let metrics = ctx.metrics.clone();
         driver.auth_failure_delay = Some(Arc::new(move || {
+            metrics.auth_failures.inc();
             let delay = penalties.fail(peer.ip(), std::time::Instant::now());
             tracing::info!(%peer, ?delay, "authentication failed");
             delay
@@ -189,9 +191,12 @@ fn attach(
         Err(AttachRefused::Taken) => Err(Refusal::failed(format!("{key} is already attached"))),
         // A site policy, like the RFC's own 554 for "already attached":
         // 554 "transaction failed (e.g. policy violation)", RFC 3340 §10.
-        Err(AttachRefused::SessionFull) => Err(Refusal::failed(format!(
-            "this session has {limit} attachments, the most allowed"
-        ))),
+        Err(AttachRefused::SessionFull) => {
+            ctx.metrics.refused("max_attachments_per_session");
+            Err(Refusal::failed(format!(
+                "this session has {limit} attachments, the most allowed"
+            )))
+        }
     }
 }
 

@@ -51,6 +51,7 @@ impl Role for Mesh {
     ) -> Result<(MeshChannel, Option<String>), ErrorReply> {
         let mut state = MeshChannel::default();
         let reply = init.map(|init| {
+            let before = state.bound.len();
             let bound = match init {
                 Ok(Request::Bind { domain, trans_id }) => {
                     bind(ctx, session, &mut state, &domain, trans_id)
@@ -60,9 +61,14 @@ impl Role for Mesh {
                 )),
                 Err(refusal) => Err(refusal),
             };
+            count_bindings(ctx, before, state.bound.len());
             datagram::init_reply(bound)
         });
         Ok((state, reply))
+    }
+
+    fn closed(&self, ctx: &Context, state: MeshChannel) {
+        count_bindings(ctx, state.bound.len(), 0);
     }
 
     fn handle(
@@ -73,35 +79,55 @@ impl Role for Mesh {
         _handle: &ChannelHandle,
         request: Request,
     ) -> Handled {
-        Handled::Answer(match request {
-            Request::Bind { domain, trans_id } => bind(ctx, session, state, &domain, trans_id),
-            Request::Attach { .. } => Err(Refusal::not_authorized(
-                "attach is for endpoints (apex-edge)",
-            )),
-            Request::Terminate { trans_id: 0 } => {
-                state.bound.clear();
-                Ok(())
-            }
-            Request::Terminate { trans_id } => state
-                .bound
-                .remove(&trans_id)
-                .map(drop)
-                .ok_or_else(|| Refusal::not_taken("unknown transaction-identifier")),
-            Request::Data(incoming) => {
-                match authorize_data(
-                    ctx,
-                    &state.bound,
-                    &incoming.originator,
-                    &incoming.recipients,
-                ) {
-                    Ok(domain) => {
-                        return Handled::Intake(Box::new(incoming), Sender::Relay { domain });
-                    }
-                    Err(refusal) => Err(refusal),
-                }
-            }
-        })
+        let before = state.bound.len();
+        let handled = handle(ctx, session, state, request);
+        count_bindings(ctx, before, state.bound.len());
+        handled
     }
+}
+
+/// Keeps `imxp_attachments{kind="mesh"}` at the number of domains bound
+/// on open channels: a channel went from `before` to `after` bindings.
+fn count_bindings(ctx: &Context, before: usize, after: usize) {
+    if before != after {
+        let gauge = ctx
+            .metrics
+            .attachments
+            .get_or_create_owned(&crate::metrics::label("kind", "mesh"));
+        gauge.inc_by(after as i64 - before as i64);
+    }
+}
+
+/// One request on a mesh channel.
+fn handle(ctx: &Context, session: &Session, state: &mut MeshChannel, request: Request) -> Handled {
+    Handled::Answer(match request {
+        Request::Bind { domain, trans_id } => bind(ctx, session, state, &domain, trans_id),
+        Request::Attach { .. } => Err(Refusal::not_authorized(
+            "attach is for endpoints (apex-edge)",
+        )),
+        Request::Terminate { trans_id: 0 } => {
+            state.bound.clear();
+            Ok(())
+        }
+        Request::Terminate { trans_id } => state
+            .bound
+            .remove(&trans_id)
+            .map(drop)
+            .ok_or_else(|| Refusal::not_taken("unknown transaction-identifier")),
+        Request::Data(incoming) => {
+            match authorize_data(
+                ctx,
+                &state.bound,
+                &incoming.originator,
+                &incoming.recipients,
+            ) {
+                Ok(domain) => {
+                    return Handled::Intake(Box::new(incoming), Sender::Relay { domain });
+                }
+                Err(refusal) => Err(refusal),
+            }
+        }
+    })
 }
 
 /// The bind steps of RFC 3340 §4.4.2 (555, 537); remembers the bound

@@ -13,6 +13,7 @@ pub(crate) mod mesh;
 pub(crate) mod session;
 
 use crate::context::Context;
+use crate::metrics::label;
 use admission::Admission;
 use session::Role;
 use std::sync::Arc;
@@ -56,6 +57,7 @@ pub(crate) async fn accept_loop<R: Role>(
         let permit = match admission.admit(peer.ip()) {
             Ok(permit) => permit,
             Err(refusal) => {
+                ctx.metrics.refused(refusal.limit());
                 admission.refuse(stream, peer, refusal, &tasks);
                 continue;
             }
@@ -63,10 +65,15 @@ pub(crate) async fn accept_loop<R: Role>(
         let (role, ctx, stop) = (role.clone(), ctx.clone(), stop.clone());
         tasks.spawn(async move {
             let id = ctx.session_id();
+            let kind = label("kind", R::NAME);
+            ctx.metrics.sessions_opened.get_or_create(&kind).inc();
+            let open = ctx.metrics.sessions.get_or_create_owned(&kind);
+            open.inc();
             tracing::debug!(%peer, session = id, kind = R::NAME, "session opened");
             session::serve(role, ctx.clone(), stream, peer, id, stop).await;
             ctx.attachments.end(id, None);
             tracing::debug!(%peer, session = id, "session closed");
+            open.dec();
             drop(permit);
         });
     }

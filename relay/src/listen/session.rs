@@ -8,7 +8,7 @@ use crate::context::Context;
 use crate::datagram::{self, Incoming, Request};
 use crate::identity::Sender;
 use crate::refusal::Refusal;
-use imxp_beep::io::{Channel, ChannelHandle, Connection, DriverConfig, IncomingStart};
+use imxp_beep::io::{Channel, ChannelHandle, Connection, DriverConfig, DriverError, IncomingStart};
 use imxp_beep::{ErrorReply, Profile};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -115,7 +115,19 @@ pub(crate) async fn serve<R: Role>(
     }
     channels.close();
     channels.wait().await;
-    task.abort();
+    // How the driver ended: a failed TLS handshake is counted.
+    let mut task = task;
+    match tokio::time::timeout(Duration::from_secs(1), &mut task).await {
+        Ok(Ok(Err(DriverError::Tls(error)))) => {
+            tracing::info!(%peer, %error, "TLS handshake failed");
+            ctx.metrics
+                .tls_failures
+                .get_or_create(&crate::metrics::label("direction", "inbound"))
+                .inc();
+        }
+        Ok(_) => {}
+        Err(_) => task.abort(),
+    }
 }
 
 /// Accepts (or rejects) a channel on the APEX profile. An init is answered

@@ -6,13 +6,14 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::time::Instant;
 
 use tokio::sync::watch;
 
-use super::SpoolConfig;
 use super::apply::{apply, quarantine_op};
 use super::op::{Ctx, Job, Op};
 use super::overlay::View;
+use super::{CommitSample, SpoolConfig};
 use crate::engine::{Engine, Tree};
 use crate::error::SpoolError;
 use crate::event::Event;
@@ -89,6 +90,7 @@ pub(super) fn committer_loop(
             tracing::warn!(%id, %reason, event = Event::Quarantined.as_str(), "datagram quarantined");
         }
         let batch = view.into_batch();
+        let started = Instant::now();
         let outcome = if batch.is_empty() {
             Ok(())
         } else {
@@ -98,6 +100,12 @@ pub(super) fn committer_loop(
             Ok(()) => {
                 if !batch.is_empty() {
                     commits.fetch_add(1, Ordering::Relaxed);
+                    if let Some(observer) = &config.observer {
+                        observer.observe(CommitSample {
+                            operations: results.len(),
+                            duration: started.elapsed(),
+                        });
+                    }
                 }
                 operations.fetch_add(results.len() as u64, Ordering::Relaxed);
                 for (r, reply) in results.into_iter().zip(replies) {

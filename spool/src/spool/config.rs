@@ -3,6 +3,9 @@
 //! reads them for every batch (see `committer`); the transitions apply the
 //! retry and hold policies (see `transitions`).
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use super::Clock;
@@ -26,6 +29,40 @@ pub struct SpoolConfig {
     pub clock: Clock,
     /// Limits of datagrams held for endpoints (`hold4Endpoint`).
     pub hold: HoldPolicy,
+    /// Told about every durable commit (metrics); `None`: nobody.
+    pub observer: Option<CommitObserver>,
+}
+
+/// One durable commit of the committer, as a [`CommitObserver`] sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommitSample {
+    /// Operations the commit carried (its group size).
+    pub operations: usize,
+    /// Time the engine took to make the batch durable.
+    pub duration: Duration,
+}
+
+/// A function the committer calls after each durable commit, on its own
+/// thread: it must be quick (count, never block).
+#[derive(Clone)]
+pub struct CommitObserver(Arc<dyn Fn(CommitSample) + Send + Sync>);
+
+impl CommitObserver {
+    /// An observer calling `f`.
+    pub fn new(f: impl Fn(CommitSample) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    /// Tells the observer about `sample`.
+    pub fn observe(&self, sample: CommitSample) {
+        (self.0)(sample);
+    }
+}
+
+impl std::fmt::Debug for CommitObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CommitObserver")
+    }
 }
 
 /// Limits of the held-by-endpoint queue (RFC 3342 §3 and §7: holding is a
@@ -61,6 +98,7 @@ impl Default for SpoolConfig {
             max_batch: 4096,
             clock: Clock::system(),
             hold: HoldPolicy::default(),
+            observer: None,
         }
     }
 }

@@ -65,7 +65,7 @@ use std::time::Instant;
 use tokio::sync::{oneshot, watch};
 
 pub use clock::{Clock, system_now_ms};
-pub use config::{HeldUsage, HoldPolicy, SpoolConfig};
+pub use config::{CommitObserver, CommitSample, HeldUsage, HoldPolicy, SpoolConfig};
 pub(crate) use hex::key_hex;
 pub(crate) use index::index_keys;
 pub use lock::{LOCK_FILE, is_locked};
