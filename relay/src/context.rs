@@ -20,7 +20,7 @@ use crate::presence::Presence;
 use crate::tls::TlsStore;
 use imxp_spool::Clock;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// State shared by every task of a running relay.
 pub(crate) struct Context {
@@ -47,6 +47,8 @@ pub(crate) struct Context {
     /// The metrics registry.
     pub(crate) metrics: Arc<Metrics>,
     next_session: AtomicU64,
+    /// Set when the relay drains (SIGTERM): new datagrams get 421.
+    draining: AtomicBool,
 }
 
 /// How one reload (SIGHUP, or a test asking for one) went, part by part. A part that
@@ -97,6 +99,7 @@ impl Context {
             presence: parts.presence,
             metrics: parts.metrics,
             next_session: AtomicU64::new(1),
+            draining: AtomicBool::new(false),
         }
     }
 
@@ -140,6 +143,17 @@ impl Context {
             .get_or_create(&crate::metrics::label("result", result))
             .inc();
         outcome
+    }
+
+    /// From now on, `data` on open sessions is refused with 421: the relay
+    /// drains.
+    pub(crate) fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the relay drains.
+    pub(crate) fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
     }
 
     /// A new session number (attachments are owned by sessions).

@@ -31,6 +31,16 @@ impl Refusal {
         Self::new(ReplyCode::ACTION_ABORTED, text)
     }
 
+    /// 421: the relay is stopping (draining) and takes no new datagram;
+    /// the peer should try again later (RFC 3340 §10 "service not
+    /// available").
+    pub(crate) fn draining() -> Self {
+        Self::new(
+            ReplyCode::SERVICE_NOT_AVAILABLE,
+            "the relay is shutting down; try again later",
+        )
+    }
+
     /// 500: the payload is not an APEX operation the relay can read.
     pub(crate) fn syntax(text: impl Into<String>) -> Self {
         Self::new(ReplyCode::SYNTAX_ERROR, text)

@@ -356,7 +356,12 @@ pub async fn run_with_reload(
 
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
-    tasks.spawn(dispatcher.run(stop.clone()));
+    let dispatching = CancellationToken::new();
+    let mut dispatcher = tokio::spawn(dispatcher.run(dispatching.clone()));
+    let stops = listen::Stops {
+        accepting: CancellationToken::new(),
+        sessions: stop.clone(),
+    };
     tasks.spawn(prune_dedup(spool.clone(), stop.clone()));
     tasks.spawn(presence::service::run(
         ctx.clone(),
@@ -384,7 +389,7 @@ pub async fn run_with_reload(
     let admission = Arc::new(Admission::new(&ctx.config));
     let (edge, mesh) = (Arc::new(Edge), Arc::new(Mesh));
     for listener in listeners.edge {
-        let args = (ctx.clone(), admission.clone(), stop.clone(), tasks.clone());
+        let args = (ctx.clone(), admission.clone(), stops.clone(), tasks.clone());
         tasks.spawn(listen::accept_loop(
             listener,
             edge.clone(),
@@ -395,7 +400,7 @@ pub async fn run_with_reload(
         ));
     }
     for listener in listeners.mesh {
-        let args = (ctx.clone(), admission.clone(), stop.clone(), tasks.clone());
+        let args = (ctx.clone(), admission.clone(), stops.clone(), tasks.clone());
         tasks.spawn(listen::accept_loop(
             listener,
             mesh.clone(),
@@ -414,18 +419,45 @@ pub async fn run_with_reload(
     notify::ready();
     tracing::info!("ready");
     shutdown.await;
-    tracing::info!("shutting down");
+    // The drain: no new sessions and no new datagrams (421); deliveries in
+    // flight get `[relay] drain_timeout` to finish while the sessions stay
+    // open (an endpoint answering a delivery needs its session); then the
+    // sessions are released. Every datagram acknowledged is in the spool
+    // already (each was committed before its `ok`); a delivery cut off by
+    // the timeout is resumed at the next start.
+    let drain_timeout = ctx.config.drain_timeout;
+    tracing::info!(timeout = ?drain_timeout, "draining");
     notify::stopping();
+    stops.accepting.cancel();
+    ctx.start_draining();
+    dispatching.cancel();
+    match tokio::time::timeout(drain_timeout, &mut dispatcher).await {
+        Ok(_) => tracing::info!("deliveries in flight finished"),
+        Err(_) => {
+            dispatcher.abort();
+            tracing::warn!(
+                timeout = ?drain_timeout,
+                "deliveries still in flight at the drain timeout stay queued for the next start"
+            );
+        }
+    }
     stop.cancel();
     tasks.close();
-    if tokio::time::timeout(Duration::from_secs(30), tasks.wait())
+    if tokio::time::timeout(SESSION_RELEASE_TIMEOUT, tasks.wait())
         .await
         .is_err()
     {
-        tracing::warn!("some sessions did not end within 30 s");
+        tracing::warn!(
+            "some sessions did not end within {} s",
+            SESSION_RELEASE_TIMEOUT.as_secs()
+        );
     }
+    tracing::info!("stopped");
     Ok(())
 }
+
+/// Time the sessions get to be released at the end of a drain.
+const SESSION_RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What runs before each scrape: the queue gauges from a scan of the
 /// spool's envelopes, and the count of attached endpoints.

@@ -22,16 +22,30 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Accepts sessions on `listener` for `role` until `stop`; each session
-/// runs as a task of `tasks`.
+/// When listening ends: `accepting` stops the accept loops (the first step
+/// of a drain), `sessions` releases the sessions (the last).
+#[derive(Clone)]
+pub(crate) struct Stops {
+    /// No new sessions.
+    pub(crate) accepting: CancellationToken,
+    /// Release the open sessions.
+    pub(crate) sessions: CancellationToken,
+}
+
+/// Accepts sessions on `listener` for `role` until `stops.accepting`; each
+/// session runs as a task of `tasks` until it ends or `stops.sessions`.
 pub(crate) async fn accept_loop<R: Role>(
     listener: TcpListener,
     role: Arc<R>,
     ctx: Arc<Context>,
     admission: Arc<Admission>,
-    stop: CancellationToken,
+    stops: Stops,
     tasks: TaskTracker,
 ) {
+    let Stops {
+        accepting: stop_accepting,
+        sessions: stop,
+    } = stops;
     if let Ok(address) = listener.local_addr() {
         tracing::info!(%address, kind = R::NAME, "listening");
     }
@@ -39,7 +53,7 @@ pub(crate) async fn accept_loop<R: Role>(
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            () = stop.cancelled() => return,
+            () = stop_accepting.cancelled() => return,
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => {

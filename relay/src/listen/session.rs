@@ -180,6 +180,9 @@ async fn run_channel<R: Role>(
         let msgno = message.msgno;
         let handled = match datagram::parse_request(&message.payload, ctx.config.max_message_size) {
             Err(refusal) => Handled::Answer(Err(refusal)),
+            // Draining (SIGTERM): what was received before is answered,
+            // a new datagram is not taken.
+            Ok(Request::Data(_)) if ctx.draining() => Handled::Answer(Err(Refusal::draining())),
             Ok(request) => role.handle(&ctx, &session, &mut state, &handle, request),
         };
         match handled {

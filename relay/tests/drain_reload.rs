@@ -1,0 +1,378 @@
+//! Draining and reloading a relay under load, with real `imxpd`
+//! processes: several senders keep sending through relay A to a recipient
+//! at relay B, who counts what arrives by its content.
+//!
+//! * SIGTERM drains A: it stops taking datagrams (421), lets deliveries
+//!   in flight finish within `[relay] drain_timeout`, and exits 0; after a
+//!   restart every datagram A acknowledged arrives, none twice.
+//! * SIGHUP reloads A's whole configuration while the senders go on: a
+//!   file that fails validation is refused (the log names the key) and
+//!   changes nothing; a valid one is applied; no session is dropped and
+//!   every acknowledged datagram arrives once.
+
+use imxp_apex::Endpoint;
+use imxp_client::{Client, ConnectOptions};
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const SENDERS: usize = 6;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Relay {
+    config: std::path::PathBuf,
+    /// The state directory (spool, admin socket).
+    dir: std::path::PathBuf,
+    edge: u16,
+    mesh: u16,
+}
+
+fn write_relay(dir: &Path, domain: &str, peer: &str, peer_mesh: u16, users: &[&str]) -> Relay {
+    std::fs::create_dir_all(dir).unwrap();
+    let (edge, mesh) = (free_port(), free_port());
+    let config = dir.join("imxpd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            // allow_root: CI runs the suite as root.
+            "[relay]\ndomains = [\"{domain}\"]\nstate_dir = \"{dir}\"\nallow_root = true\n\
+             drain_timeout = \"10s\"\n\
+             [listen]\nedge = [\"127.0.0.1:{edge}\"]\nmesh = [\"127.0.0.1:{mesh}\"]\n\
+             [tls]\nrequired = false\n\
+             [mesh]\ninsecure_unauthenticated_bind = true\n\
+             [routes]\n\"{peer}\" = \"127.0.0.1:{peer_mesh}\"\n\
+             [queue]\nmin_backoff = \"1s\"\nmax_backoff = \"2s\"\n",
+            dir = dir.display()
+        ),
+    )
+    .unwrap();
+    let parsed = imxp_relay::config::Config::load(&config).unwrap();
+    for user in users {
+        imxp_relay::auth::add_user(&parsed.users, &format!("{user}@{domain}"), "secret").unwrap();
+    }
+    Relay {
+        config,
+        dir: dir.to_owned(),
+        edge,
+        mesh,
+    }
+}
+
+/// A relay process, killed when dropped (also when the test fails).
+struct Process(Child);
+
+impl Process {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn(relay: &Relay) -> Process {
+    Process(
+        Command::new(env!("CARGO_BIN_EXE_imxpd"))
+            .arg("--config")
+            .arg(&relay.config)
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(relay.dir.join("imxpd.log"))
+                    .expect("log file"),
+            )
+            .spawn()
+            .expect("start imxpd"),
+    )
+}
+
+async fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "relay did not start listening");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// How many datagrams the relay with state directory `dir` has in its
+/// spool, asked over its admin socket (what `imxp-spool list` shows).
+fn queued(dir: &Path) -> usize {
+    use imxp_spool::admin::{Filter, Reply, Request, Response};
+    let socket = dir.join(imxp_spool::admin::SOCKET_NAME);
+    let mut client =
+        imxp_spool::admin::Client::connect(&socket, Duration::from_secs(10)).expect("admin socket");
+    match client
+        .call(&Request::List {
+            filter: Filter::default(),
+        })
+        .expect("admin call")
+    {
+        Response::Ok(Reply::List { envelopes }) => envelopes.len(),
+        other => panic!("unexpected admin response {other:?}"),
+    }
+}
+
+async fn connect(port: u16, user: &str) -> Client {
+    Client::connect(ConnectOptions {
+        relay: format!("127.0.0.1:{port}"),
+        tls: None,
+        user: user.to_owned(),
+        password: "secret".to_owned(),
+        mechanism: imxp_client::Mechanism::Plain,
+    })
+    .await
+    .expect("login")
+}
+
+/// Relays A and B running, wilma attached at B counting what she
+/// receives by content, and senders at A sending until told to stop or
+/// refused, recording what A acknowledged.
+struct Scenario {
+    _base: tempfile::TempDir,
+    a: Relay,
+    b: Relay,
+    a_process: Process,
+    b_process: Process,
+    received: Arc<Mutex<HashMap<String, usize>>>,
+    acknowledged: Arc<Mutex<Vec<String>>>,
+    refused: Arc<Mutex<Vec<String>>>,
+    stop_sending: Arc<std::sync::atomic::AtomicBool>,
+    senders: Vec<tokio::task::JoinHandle<Client>>,
+    receiver: tokio::task::JoinHandle<()>,
+    _wilma: Client,
+}
+
+impl Scenario {
+    async fn start() -> Self {
+        let base = tempfile::tempdir().unwrap();
+        let b_mesh = free_port();
+        let a = write_relay(
+            &base.path().join("a"),
+            "a.test",
+            "b.test",
+            b_mesh,
+            &["fred"],
+        );
+        let mut b = write_relay(
+            &base.path().join("b"),
+            "b.test",
+            "a.test",
+            a.mesh,
+            &["wilma"],
+        );
+        let text = std::fs::read_to_string(&b.config).unwrap().replace(
+            &format!("mesh = [\"127.0.0.1:{}\"]", b.mesh),
+            &format!("mesh = [\"127.0.0.1:{b_mesh}\"]"),
+        );
+        std::fs::write(&b.config, text).unwrap();
+        b.mesh = b_mesh;
+        let b_process = spawn(&b);
+        let a_process = spawn(&a);
+        wait_listening(b.edge).await;
+        wait_listening(a.edge).await;
+
+        let wilma = connect(b.edge, "wilma@b.test").await;
+        let mut inbox = wilma
+            .attach(Endpoint::parse("wilma@b.test").unwrap())
+            .await
+            .unwrap();
+        inbox.set_auto_ack(true);
+        let received: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let counter = received.clone();
+        let receiver = tokio::spawn(async move {
+            while let Some(datagram) = inbox.next().await {
+                let text = String::from_utf8(datagram.content.to_vec()).unwrap();
+                *counter.lock().unwrap().entry(text).or_default() += 1;
+            }
+        });
+        let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
+        let refused: Arc<Mutex<Vec<String>>> = Arc::default();
+        let stop_sending = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut senders = Vec::new();
+        for s in 0..SENDERS {
+            let (acknowledged, refused) = (acknowledged.clone(), refused.clone());
+            let stop = stop_sending.clone();
+            let port = a.edge;
+            senders.push(tokio::spawn(async move {
+                let client = connect(port, "fred@a.test").await;
+                let endpoint = Endpoint::parse(&format!("fred/appl=s{s}@a.test")).unwrap();
+                let attachment = client.attach(endpoint).await.expect("attach");
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let text = format!("sender {s} datagram {i}");
+                    i += 1;
+                    match attachment
+                        .send(
+                            vec![Endpoint::parse("wilma@b.test").unwrap()],
+                            "text/plain",
+                            text.as_bytes(),
+                        )
+                        .await
+                    {
+                        Ok(()) => acknowledged.lock().unwrap().push(text),
+                        Err(error) => {
+                            refused.lock().unwrap().push(format!("{text}: {error}"));
+                            break;
+                        }
+                    }
+                }
+                client
+            }));
+        }
+        Self {
+            _base: base,
+            a,
+            b,
+            a_process,
+            b_process,
+            received,
+            acknowledged,
+            refused,
+            stop_sending,
+            senders,
+            receiver,
+            _wilma: wilma,
+        }
+    }
+
+    /// Waits until A has acknowledged `n` datagrams in all.
+    async fn acknowledged_at_least(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.acknowledged.lock().unwrap().len() < n {
+            assert!(Instant::now() < deadline, "A did not accept datagrams");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Stops the senders (if still sending) and returns what A
+    /// acknowledged.
+    async fn stop_senders(&mut self) -> Vec<String> {
+        self.stop_sending
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        for sender in self.senders.drain(..) {
+            drop(sender.await.unwrap());
+        }
+        self.acknowledged.lock().unwrap().clone()
+    }
+
+    /// Every datagram in `acknowledged` arrives at wilma, and nothing
+    /// arrives twice (checked once both spools are empty and a marker sent
+    /// after them arrived).
+    async fn all_arrive_once(&self, acknowledged: &[String]) {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let missing = {
+                let received = self.received.lock().unwrap();
+                acknowledged
+                    .iter()
+                    .filter(|t| !received.contains_key(*t))
+                    .count()
+            };
+            if missing == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{missing} acknowledged datagrams never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while queued(&self.a.dir) + queued(&self.b.dir) > 0 {
+            assert!(Instant::now() < deadline, "the spools never emptied");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let marker = connect(self.a.edge, "fred@a.test").await;
+        marker
+            .attach(Endpoint::parse("fred/appl=marker@a.test").unwrap())
+            .await
+            .unwrap()
+            .send(
+                vec![Endpoint::parse("wilma@b.test").unwrap()],
+                "text/plain",
+                b"marker",
+            )
+            .await
+            .expect("A accepts the marker");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.received.lock().unwrap().contains_key("marker") {
+            assert!(Instant::now() < deadline, "the marker never arrived");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let received = self.received.lock().unwrap().clone();
+        let twice: Vec<_> = received.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+    }
+
+    /// A's log so far.
+    fn a_log(&self) -> String {
+        std::fs::read_to_string(self.a.dir.join("imxpd.log")).unwrap_or_default()
+    }
+
+    fn signal_a(&self, signal: rustix::process::Signal) {
+        rustix::process::kill_process(rustix::process::Pid::from_child(&self.a_process.0), signal)
+            .unwrap();
+    }
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        self.receiver.abort();
+        self.a_process.kill();
+        self.b_process.kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_under_load_and_loses_nothing() {
+    let mut scenario = Scenario::start().await;
+    scenario.acknowledged_at_least(600).await;
+    scenario.signal_a(rustix::process::Signal::TERM);
+    // A exits 0 within the drain timeout (10 s) and the session release.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = scenario.a_process.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "A did not stop after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "A exited with {status}");
+    // Every sender was refused (421 while draining, or the session
+    // released): none hangs.
+    let acknowledged = scenario.stop_senders().await;
+    let refused = scenario.refused.lock().unwrap().clone();
+    assert_eq!(refused.len(), SENDERS, "{refused:?}");
+    let log = scenario.a_log();
+    assert!(log.contains("draining"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+
+    // What was not delivered stays queued for the next start.
+    scenario.a_process = spawn(&scenario.a);
+    wait_listening(scenario.a.edge).await;
+    scenario.all_arrive_once(&acknowledged).await;
+    eprintln!(
+        "acknowledged {}, refused while draining: {:?}",
+        acknowledged.len(),
+        refused.iter().filter(|r| r.contains("421")).count()
+    );
+}
