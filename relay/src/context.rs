@@ -12,7 +12,7 @@
 use crate::access::Access;
 use crate::attachments::{AttachmentEvent, Attachments};
 use crate::auth::{EdgeSasl, Penalties};
-use crate::config::Config;
+use crate::config::{Config, Live};
 use crate::hold::Release;
 use crate::intake::Intake;
 use crate::metrics::Metrics;
@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// State shared by every task of a running relay.
 pub(crate) struct Context {
-    /// The configuration it runs with.
-    pub(crate) config: Arc<Config>,
+    /// The configuration in force (replaced on reload).
+    config: Arc<Live>,
     /// The clock the spool uses too (queue times, `dataTiming`).
     pub(crate) clock: Clock,
     /// The one path into the spool.
@@ -55,6 +55,10 @@ pub(crate) struct Context {
 /// failed to load keeps its old value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReloadOutcome {
+    /// The configuration file: applied, with the keys whose new value
+    /// needs a restart (their running value stays), or why it was refused
+    /// (the error names the key; nothing else was reloaded then).
+    pub config: Result<Vec<String>, String>,
     /// The TLS material: replaced, or why it was kept.
     pub tls: Result<(), String>,
     /// The users file: how many users it has now, or why it was kept.
@@ -64,13 +68,22 @@ pub struct ReloadOutcome {
 impl ReloadOutcome {
     /// Whether every part was replaced.
     pub fn succeeded(&self) -> bool {
-        self.tls.is_ok() && self.users.is_ok()
+        self.config.is_ok() && self.tls.is_ok() && self.users.is_ok()
+    }
+
+    /// A reload refused because the configuration is not valid: `why`.
+    pub(crate) fn refused(why: String) -> Self {
+        Self {
+            config: Err(why.clone()),
+            tls: Err(why.clone()),
+            users: Err(why),
+        }
     }
 }
 
 /// The parts a [`Context`] is made of (see its fields).
 pub(crate) struct Parts {
-    pub(crate) config: Arc<Config>,
+    pub(crate) config: Arc<Live>,
     pub(crate) clock: Clock,
     pub(crate) intake: Intake,
     pub(crate) tls: Arc<TlsStore>,
@@ -103,16 +116,24 @@ impl Context {
         }
     }
 
+    /// The configuration in force now (a reload replaces it as a whole).
+    pub(crate) fn config(&self) -> Arc<Config> {
+        self.config.get()
+    }
+
     /// Milliseconds since the UNIX epoch, by the spool's clock.
     pub(crate) fn now_ms(&self) -> u64 {
         self.clock.now_ms()
     }
 
-    /// Re-reads the TLS material and the users file (SIGHUP). Each part
-    /// that fails to load is logged and keeps its old value; the outcome
-    /// says which parts were replaced.
-    pub(crate) fn reload(&self) -> ReloadOutcome {
-        let tls = match self.tls.reload(&self.config) {
+    /// Puts `config` in force (a reload that validated it): the access
+    /// defaults, the TLS material and the users file follow it. Each of
+    /// the last two that fails to load is logged and keeps its old value.
+    /// `restart` names the keys whose change waits for a restart.
+    pub(crate) fn apply(&self, config: Arc<Config>, restart: Vec<String>) -> ReloadOutcome {
+        self.access.set_policy(&config.access);
+        self.config.set(config.clone());
+        let tls = match self.tls.reload(&config) {
             Ok(()) => {
                 tracing::info!("TLS certificates, keys and trust anchors reloaded");
                 Ok(())
@@ -132,8 +153,17 @@ impl Context {
                 Err(error.to_string())
             }
         };
-        let outcome = ReloadOutcome { tls, users };
-        let result = if outcome.succeeded() {
+        tracing::info!(needs_restart = ?restart, "configuration reloaded");
+        self.count_reload(ReloadOutcome {
+            config: Ok(restart),
+            tls,
+            users,
+        })
+    }
+
+    /// Counts `outcome` in `imxp_config_reloads_total` and returns it.
+    pub(crate) fn count_reload(&self, outcome: ReloadOutcome) -> ReloadOutcome {
+        let result = if outcome.config.is_ok() {
             "applied"
         } else {
             "refused"
@@ -164,11 +194,11 @@ impl Context {
     /// The BEEP settings of an inbound session (edge or mesh): the APEX
     /// profile, after TLS when it is required, and `[limits]`.
     pub(crate) fn inbound_session(&self) -> imxp_beep::Config {
-        let limits = &self.config.limits;
+        let limits = &self.config().limits;
         let mut config = imxp_beep::Config::new(imxp_beep::Role::Listener);
         config.profiles = vec![crate::datagram::APEX_PROFILE.to_owned()];
-        config.profiles_require_tls = self.config.tls.required;
-        config.max_message_size = self.config.max_message_size;
+        config.profiles_require_tls = self.config().tls.required;
+        config.max_message_size = self.config().max_message_size;
         config.receive_window = limits.window;
         config.max_channels = limits.max_channels;
         config.max_outstanding = limits.max_outstanding_per_channel;
@@ -187,7 +217,7 @@ impl Context {
         if let Some(tls) = tls {
             driver.tls = imxp_beep::io::TlsSetup::Server(tls.clone());
         }
-        driver.handshake_timeout = Some(self.config.limits.handshake_timeout);
+        driver.handshake_timeout = Some(self.config().limits.handshake_timeout);
         driver
     }
 }

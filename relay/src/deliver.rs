@@ -49,7 +49,8 @@ const MAX_HANDOVERS: u32 = 8;
 
 pub(crate) struct Deliverer {
     ctx: Arc<Context>,
-    router: Router,
+    /// Routes and DNS in force (replaced on reload).
+    router: parking_lot::RwLock<Arc<Router>>,
     outbound: Outbound,
     reporter: Arc<Reporter>,
 }
@@ -63,10 +64,16 @@ impl Deliverer {
     ) -> Self {
         Self {
             ctx,
-            router,
+            router: parking_lot::RwLock::new(Arc::new(router)),
             outbound,
             reporter,
         }
+    }
+
+    /// Puts `router` in force (a reload of `[routes]` and `[dns]`);
+    /// deliveries already routing finish with the old one.
+    pub(crate) fn set_router(&self, router: Router) {
+        *self.router.write() = Arc::new(router);
     }
 
     /// Prepares the `data` for `recipients`, sending the transient report
@@ -99,7 +106,7 @@ impl Deliverer {
         domain: &str,
         indexes: &[usize],
     ) -> Vec<(usize, Outcome)> {
-        if self.ctx.config.serves(domain) {
+        if self.ctx.config().serves(domain) {
             let mut outcomes = Vec::new();
             for &index in indexes {
                 let recipient = &envelope.recipients[index].endpoint;
@@ -359,7 +366,8 @@ impl Deliverer {
         indexes: &[usize],
     ) -> Vec<(usize, Outcome)> {
         let all = |outcome: Outcome| indexes.iter().map(|&i| (i, outcome.clone())).collect();
-        let targets = match self.router.route(domain).await {
+        let router = self.router.read().clone();
+        let targets = match router.route(domain).await {
             Ok(Route::Remote(targets)) => targets,
             Ok(Route::Local) => {
                 return all(Outcome::Failed(Failure::new(

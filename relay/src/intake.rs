@@ -7,7 +7,7 @@
 //! §4.4.4.1 step 2), it is written durably (group commit), and only then
 //! answered `ok` (step 3): accepted means durable.
 
-use crate::config::Config;
+use crate::config::Live;
 use crate::datagram::{self, Incoming};
 use crate::identity::Sender;
 use crate::metrics::Metrics;
@@ -30,14 +30,14 @@ pub(crate) struct IntakeError(pub(crate) String);
 #[derive(Clone)]
 pub(crate) struct Intake {
     spool: Spool,
-    config: Arc<Config>,
+    config: Arc<Live>,
     metrics: Arc<Metrics>,
 }
 
 impl Intake {
     /// Intake into `spool`, with the options of `config`, counting in
     /// `metrics`.
-    pub(crate) fn new(spool: Spool, config: Arc<Config>, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(spool: Spool, config: Arc<Live>, metrics: Arc<Metrics>) -> Self {
         Self {
             spool,
             config,
@@ -67,7 +67,7 @@ impl Intake {
         };
         let (id, id_origin) = incoming.identity(&sender, now);
         writes.spawn(async move {
-            let outcome = match options::at_intake(&this.config, &mut incoming, source, now) {
+            let outcome = match options::at_intake(&this.config.get(), &mut incoming, source, now) {
                 Ok(()) => this
                     .write_from(incoming, id, id_origin, &hop)
                     .await

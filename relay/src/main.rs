@@ -175,8 +175,8 @@ fn main() -> anyhow::Result<()> {
 /// Installs the log subscriber: `flag` (`--log-format`) wins over
 /// `configured` (`[log] format`). Under systemd (`JOURNAL_STREAM` set,
 /// standard error connected to the journal) text lines carry no
-/// timestamp and no colours: the journal adds its own, and keeps the
-/// `key=value` fields as written.
+/// timestamp: the journal adds its own, and keeps the `key=value` fields
+/// as written. Colours only when standard error is a terminal.
 fn init_logging(flag: Option<LogFormat>, configured: Option<imxp_relay::config::LogFormat>) {
     let format = flag.unwrap_or(match configured {
         Some(imxp_relay::config::LogFormat::Json) => LogFormat::Json,
@@ -188,6 +188,8 @@ fn init_logging(flag: Option<LogFormat>, configured: Option<imxp_relay::config::
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    // Colours only for a person at a terminal, never into a file or pipe.
+    let logs = logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match (format, journal) {
         (LogFormat::Text, false) => logs.init(),
         (LogFormat::Text, true) => logs.without_time().with_ansi(false).init(),

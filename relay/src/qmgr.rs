@@ -49,7 +49,7 @@ impl Dispatcher {
         deliverer: Arc<Deliverer>,
         reporter: Arc<Reporter>,
     ) -> Arc<Self> {
-        let queue = &ctx.config.queue;
+        let queue = &ctx.config().queue;
         Arc::new(Self {
             in_flight: Arc::new(Semaphore::new(queue.max_in_flight)),
             per_destination: queue.max_per_destination,
@@ -423,7 +423,7 @@ impl Dispatcher {
         let hop = match via {
             Some("local") => "local".to_owned(),
             Some(via) => format!("{domain} {via}"),
-            None if self.ctx.config.serves(&domain) => "local".to_owned(),
+            None if self.ctx.config().serves(&domain) => "local".to_owned(),
             None => domain,
         };
         trail::record(

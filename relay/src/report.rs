@@ -307,7 +307,7 @@ pub(crate) struct Reporter {
 impl Reporter {
     pub(crate) fn new(ctx: Arc<Context>) -> Self {
         let domain = ctx
-            .config
+            .config()
             .domains
             .first()
             .and_then(|d| Domain::parse(d).ok());
@@ -333,7 +333,7 @@ impl Reporter {
         let id = envelope.id;
         let reports = match datagram::parse_stored(stored) {
             Ok((data, content)) => owed(envelope, &data, &content, indexes, |d| {
-                self.ctx.config.serves(d)
+                self.ctx.config().serves(d)
             }),
             Err(refusal) => {
                 tracing::warn!(%id, error = %refusal.text, "stored datagram unreadable; no report");
@@ -398,7 +398,7 @@ impl Reporter {
         };
         let to = datagram::key(&report.to);
         let now = self.ctx.now_ms();
-        let limit = self.ctx.config.reports.max_per_originator_per_minute;
+        let limit = self.ctx.config().reports.max_per_originator_per_minute;
         if !self.limit.allow(&to, now, limit) {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             self.ctx.metrics.refused("reports_per_originator");

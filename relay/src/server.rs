@@ -223,14 +223,14 @@ impl Reload {
             .expect("a completed reload has an outcome")
     }
 
-    /// Serves requests until `stop`: each wake-up runs one reload on
-    /// `ctx`, covering every request made before it began.
-    async fn serve(&self, ctx: &Context, stop: &CancellationToken) {
+    /// Serves requests until `stop`: each wake-up runs one reload of
+    /// `ctx` and `deliverer`, covering every request made before it began.
+    async fn serve(&self, ctx: &Context, deliverer: &Deliverer, stop: &CancellationToken) {
         loop {
             tokio::select! {
                 () = self.wake.notified() => {
                     let covered = self.requested.load(Ordering::SeqCst);
-                    let outcome = ctx.reload();
+                    let outcome = reload(ctx, deliverer);
                     self.done.send_replace((covered, Some(outcome)));
                 }
                 () = stop.cancelled() => return,
@@ -239,10 +239,67 @@ impl Reload {
     }
 }
 
+/// One reload (SIGHUP): reads the configuration file again; a file that
+/// fails validation is refused (logged with the key, nothing changes).
+/// Keys whose change needs a restart keep their running value and are
+/// logged; the rest takes effect: routes and DNS (a new router),
+/// limits, options, reports and the mesh policy (read from the
+/// configuration in force by each new session, request and delivery),
+/// access defaults, TLS material and users.
+fn reload(ctx: &Context, deliverer: &Deliverer) -> ReloadOutcome {
+    let running = ctx.config();
+    let read = match &running.source {
+        Some(path) => Config::load(path),
+        None => Ok((*running).clone()),
+    };
+    let mut fresh = match read {
+        Ok(fresh) => fresh,
+        Err(error) => {
+            tracing::error!(
+                %error,
+                "configuration reload refused; the running configuration stays"
+            );
+            return ctx.count_reload(ReloadOutcome::refused(error.to_string()));
+        }
+    };
+    let restart = crate::config::keep_running(&running, &mut fresh);
+    for key in &restart {
+        tracing::warn!(
+            key,
+            "changed in the configuration file; needs restart (the running value stays)"
+        );
+    }
+    match Router::new(
+        fresh.domains.clone(),
+        fresh.routes.clone(),
+        dns_settings(&fresh),
+    ) {
+        Ok(router) => deliverer.set_router(router),
+        Err(error) => {
+            tracing::error!(%error, "configuration reload refused; the running configuration stays");
+            return ctx.count_reload(ReloadOutcome::refused(format!("routes: {error}")));
+        }
+    }
+    ctx.apply(
+        Arc::new(fresh),
+        restart.into_iter().map(str::to_owned).collect(),
+    )
+}
+
+/// The DNS settings of `config`.
+fn dns_settings(config: &Config) -> DnsSettings {
+    DnsSettings {
+        nameservers: config.nameservers.clone(),
+        implicit_fallback: config.implicit_fallback,
+        timeout: config.dns_timeout,
+        ..DnsSettings::default()
+    }
+}
+
 /// Runs the relay until `shutdown` completes; each [`Reload::request`] on
-/// `reload` re-reads the TLS material (certificates, keys, trust anchors)
-/// and the users file. Sessions already open are not touched; a part that
-/// fails to load is logged and keeps its old value.
+/// `reload` re-reads the configuration file (see `reload`): TLS material,
+/// users, routes, limits and the rest. Sessions already open are not
+/// touched; a file that fails validation changes nothing.
 pub async fn run_with_reload(
     config: Config,
     listeners: Listeners,
@@ -311,12 +368,7 @@ pub async fn run_with_reload(
     let router = Router::new(
         config.domains.clone(),
         config.routes.clone(),
-        DnsSettings {
-            nameservers: config.nameservers.clone(),
-            implicit_fallback: config.implicit_fallback,
-            timeout: config.dns_timeout,
-            ..DnsSettings::default()
-        },
+        dns_settings(&config),
     )?;
     let outbound = Outbound::new(
         tls.clone(),
@@ -332,7 +384,7 @@ pub async fn run_with_reload(
     )
     .map_err(|e| RelayError::Presence(e.to_string()))?;
     let (attachment_events, attachments) = tokio::sync::mpsc::unbounded_channel();
-    let config = Arc::new(config);
+    let config = Arc::new(crate::config::Live::new(Arc::new(config)));
     let ctx = Arc::new(Context::new(Parts {
         intake: Intake::new(spool.clone(), config.clone(), metrics.clone()),
         clock,
@@ -352,7 +404,7 @@ pub async fn run_with_reload(
         outbound,
         reporter.clone(),
     ));
-    let dispatcher = Dispatcher::new(spool.clone(), ctx.clone(), deliverer, reporter);
+    let dispatcher = Dispatcher::new(spool.clone(), ctx.clone(), deliverer.clone(), reporter);
 
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -368,7 +420,7 @@ pub async fn run_with_reload(
         attachments,
         stop.clone(),
     ));
-    let admin_path = ctx.config.state_dir.join(imxp_spool::admin::SOCKET_NAME);
+    let admin_path = ctx.config().state_dir.join(imxp_spool::admin::SOCKET_NAME);
     let admin = imxp_spool::admin::bind(&admin_path).map_err(|source| RelayError::Io {
         what: format!("admin socket {}", admin_path.display()),
         source,
@@ -386,7 +438,7 @@ pub async fn run_with_reload(
             stop.clone(),
         ));
     }
-    let admission = Arc::new(Admission::new(&ctx.config));
+    let admission = Arc::new(Admission::new(&ctx.config()));
     let (edge, mesh) = (Arc::new(Edge), Arc::new(Mesh));
     for listener in listeners.edge {
         let args = (ctx.clone(), admission.clone(), stops.clone(), tasks.clone());
@@ -411,9 +463,8 @@ pub async fn run_with_reload(
         ));
     }
     {
-        let ctx = ctx.clone();
-        let stop = stop.clone();
-        tasks.spawn(async move { reload.serve(&ctx, &stop).await });
+        let (ctx, deliverer, stop) = (ctx.clone(), deliverer.clone(), stop.clone());
+        tasks.spawn(async move { reload.serve(&ctx, &deliverer, &stop).await });
     }
     tasks.spawn(notify::watchdog(stop.clone()));
     notify::ready();
@@ -425,7 +476,7 @@ pub async fn run_with_reload(
     // sessions are released. Every datagram acknowledged is in the spool
     // already (each was committed before its `ok`); a delivery cut off by
     // the timeout is resumed at the next start.
-    let drain_timeout = ctx.config.drain_timeout;
+    let drain_timeout = ctx.config().drain_timeout;
     tracing::info!(timeout = ?drain_timeout, "draining");
     notify::stopping();
     stops.accepting.cancel();

@@ -376,3 +376,81 @@ async fn sigterm_drains_under_load_and_loses_nothing() {
         refused.iter().filter(|r| r.contains("421")).count()
     );
 }
+
+/// Waits until A's log contains `text`; returns the log.
+async fn a_logs(scenario: &Scenario, text: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = scenario.a_log();
+        if log.contains(text) {
+            return log;
+        }
+        assert!(Instant::now() < deadline, "{text:?} never logged:\n{log}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Attaches twice on one new session at A: whether the second attach is
+/// taken (`[limits] max_attachments_per_session` decides).
+async fn second_attach_taken(scenario: &Scenario) -> bool {
+    let client = connect(scenario.a.edge, "fred@a.test").await;
+    let _first = client
+        .attach(Endpoint::parse("fred/appl=one@a.test").unwrap())
+        .await
+        .expect("first attach");
+    client
+        .attach(Endpoint::parse("fred/appl=two@a.test").unwrap())
+        .await
+        .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_whole_configuration_under_load() {
+    let mut scenario = Scenario::start().await;
+    scenario.acknowledged_at_least(300).await;
+    let original = std::fs::read_to_string(&scenario.a.config).unwrap();
+    assert!(
+        second_attach_taken(&scenario).await,
+        "the default allows 16"
+    );
+
+    // A file that fails validation: refused, the key named, nothing changes.
+    std::fs::write(
+        &scenario.a.config,
+        format!("{original}[limits]\nmax_attachments_per_session = 1\n[log]\nformat = \"xml\"\n"),
+    )
+    .unwrap();
+    scenario.signal_a(rustix::process::Signal::HUP);
+    let log = a_logs(&scenario, "configuration reload refused").await;
+    assert!(log.contains("log.format"), "{log}");
+    assert!(
+        second_attach_taken(&scenario).await,
+        "the refused file changed the limits"
+    );
+
+    // A valid file: a limit takes effect at once; a changed queue setting
+    // is logged as needing a restart.
+    std::fs::write(
+        &scenario.a.config,
+        format!(
+            "{}[limits]\nmax_attachments_per_session = 1\n",
+            original.replace("min_backoff = \"1s\"", "min_backoff = \"2s\"")
+        ),
+    )
+    .unwrap();
+    scenario.signal_a(rustix::process::Signal::HUP);
+    let log = a_logs(&scenario, "configuration reloaded").await;
+    assert!(log.contains("needs restart"), "{log}");
+    assert!(log.contains("key=\"queue\""), "{log}");
+    assert!(
+        !second_attach_taken(&scenario).await,
+        "the new limit is in force"
+    );
+
+    // The senders went on through both reloads: nothing dropped.
+    let before = scenario.acknowledged.lock().unwrap().len();
+    scenario.acknowledged_at_least(before + 300).await;
+    assert!(scenario.refused.lock().unwrap().is_empty());
+    let acknowledged = scenario.stop_senders().await;
+    scenario.all_arrive_once(&acknowledged).await;
+}

@@ -39,6 +39,12 @@ pub(crate) struct Access {
     entries: RwLock<Entries>,
     /// Serializes changes (read, decide, write the file, publish).
     writer: tokio::sync::Mutex<()>,
+    /// The site policy (`[access]`), replaced on reload.
+    policy: RwLock<Policy>,
+}
+
+/// `[access] default_data` and `admins`.
+struct Policy {
     default_data: Vec<Actor>,
     admins: Vec<Endpoint>,
 }
@@ -72,15 +78,25 @@ impl Access {
             path,
             entries: RwLock::new(entries),
             writer: tokio::sync::Mutex::new(()),
+            policy: RwLock::new(Policy {
+                default_data: settings.default_data.clone(),
+                admins: settings.admins.clone(),
+            }),
+        })
+    }
+
+    /// Puts the site policy of `settings` in force (a reload).
+    pub(crate) fn set_policy(&self, settings: &AccessSettings) {
+        *self.policy.write() = Policy {
             default_data: settings.default_data.clone(),
             admins: settings.admins.clone(),
-        })
+        };
     }
 
     /// The owner's entry that applies to `address` (RFC 3341 §3.1).
     pub(crate) fn select(&self, owner: &Endpoint, address: &Endpoint) -> Selection {
         let rules: Vec<Rule> = rules_of(&self.entries.read(), owner);
-        select(owner, &rules, &self.default_data, address)
+        select(owner, &rules, &self.policy.read().default_data, address)
     }
 
     /// RFC 3340 §4.4.4.1 step 5.3: may `originator` send data to the local
@@ -124,7 +140,7 @@ impl Access {
         if originator.same_base(owner) && !originator.is_service() {
             return true;
         }
-        if self.admins.contains(originator) {
+        if self.policy.read().admins.contains(originator) {
             return true;
         }
         let wanted = Action::parse(&format!("access:{operation}")).expect("access operation");

@@ -239,7 +239,7 @@ fn check_subject(
     operation: &str,
     trans_id: u32,
 ) -> Result<(), Box<AccessMessage>> {
-    if !ctx.config.serves(owner.domain().canonical()) {
+    if !ctx.config().serves(owner.domain().canonical()) {
         return Err(Box::new(reply(
             ReplyCode::PARAMETER_INVALID,
             Some(trans_id),

@@ -13,6 +13,7 @@
 #[cfg(test)]
 mod documented;
 mod file;
+mod live;
 mod settings;
 #[cfg(test)]
 mod tests;
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use file::File;
+pub use live::{Live, keep_running};
 pub use settings::{
     AccessSettings, Config, HoldSettings, LimitSettings, LogFormat, MeshPolicy, OptionSettings,
     PresenceSettings, QueueSettings, ReportSettings, SpoolEngine, TlsSettings,
@@ -79,7 +81,9 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, path)
+        let mut config = Self::parse(&text, path)?;
+        config.source = Some(path.to_owned());
+        Ok(config)
     }
 
     /// Validates configuration text; `path` names it in errors and anchors

@@ -244,6 +244,9 @@ pub struct Config {
     /// How long a stopping relay lets deliveries in flight finish
     /// (`[relay] drain_timeout`, default 30 s).
     pub drain_timeout: Duration,
+    /// The file it was read from (what a reload reads again); `None`
+    /// when it was parsed from text.
+    pub source: Option<PathBuf>,
 }
 
 impl Config {

@@ -63,6 +63,7 @@ impl Config {
             Duration::from_secs(30),
         )?;
         Ok(Self {
+            source: None,
             metrics_listen,
             log_format,
             drain_timeout,

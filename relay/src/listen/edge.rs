@@ -164,7 +164,7 @@ fn attach(
     if ctx.attachments.trans_id_in_use(owner, trans_id) {
         return Err(Refusal::trans_id_in_use(trans_id));
     }
-    if !ctx.config.serves(endpoint.domain().canonical()) {
+    if !ctx.config().serves(endpoint.domain().canonical()) {
         return Err(Refusal::invalid(format!(
             "this relay does not serve {}",
             endpoint.domain()
@@ -178,7 +178,7 @@ fn attach(
         return Err(Refusal::not_authorized("access denied"));
     }
     let key = datagram::key(endpoint);
-    let limit = ctx.config.limits.max_attachments_per_session;
+    let limit = ctx.config().limits.max_attachments_per_session;
     match ctx
         .attachments
         .attach(&key, owner, trans_id, None, limit, take_over)

@@ -154,7 +154,7 @@ fn bind(
                 "the peer's certificate does not name {name}"
             )));
         }
-    } else if !ctx.config.mesh_policy.insecure_unauthenticated_bind {
+    } else if !ctx.config().mesh_policy.insecure_unauthenticated_bind {
         return Err(Refusal::not_authorized(format!(
             "bind {name} requires TLS with a certificate"
         )));
@@ -179,17 +179,17 @@ fn authorize_data(
     if bound.is_empty() {
         return Err(Refusal::not_authorized("no data before a successful bind"));
     }
-    let policy = &ctx.config.mesh_policy;
+    let policy = &ctx.config().mesh_policy;
     let intermediary = bound.values().any(|d| policy.is_trusted_intermediary(d));
     let origin = imxp_spool::record::domain_of(originator);
     let bound_for_origin = bound.values().find(|d| d.eq_ignore_ascii_case(&origin));
-    if bound_for_origin.is_none() && (!intermediary || ctx.config.serves(&origin)) {
+    if bound_for_origin.is_none() && (!intermediary || ctx.config().serves(&origin)) {
         return Err(Refusal::not_authorized(format!("not bound for {origin}")));
     }
     if !intermediary
         && let Some(foreign) = recipients
             .iter()
-            .find(|r| !ctx.config.serves(&imxp_spool::record::domain_of(r)))
+            .find(|r| !ctx.config().serves(&imxp_spool::record::domain_of(r)))
     {
         return Err(Refusal::not_authorized(format!(
             "this relay does not relay to {foreign}"

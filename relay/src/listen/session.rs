@@ -178,7 +178,8 @@ async fn run_channel<R: Role>(
     let writes = TaskTracker::new();
     while let Some(message) = channel.next_message().await {
         let msgno = message.msgno;
-        let handled = match datagram::parse_request(&message.payload, ctx.config.max_message_size) {
+        let handled = match datagram::parse_request(&message.payload, ctx.config().max_message_size)
+        {
             Err(refusal) => Handled::Answer(Err(refusal)),
             // Draining (SIGTERM): what was received before is answered,
             // a new datagram is not taken.

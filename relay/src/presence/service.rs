@@ -329,7 +329,7 @@ async fn attachment(ctx: &Context, event: AttachmentEvent) {
     };
     if imxp_apex::presence::is_tool(&endpoint)
         || endpoint.is_service()
-        || !ctx.config.serves(endpoint.domain().canonical())
+        || !ctx.config().serves(endpoint.domain().canonical())
     {
         return;
     }
