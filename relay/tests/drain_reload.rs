@@ -10,65 +10,21 @@
 //!   changes nothing; a valid one is applied; no session is dropped and
 //!   every acknowledged datagram arrives once.
 
+mod support;
+
 use imxp_apex::Endpoint;
-use imxp_client::{Client, ConnectOptions};
+use imxp_client::Client;
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::{Relay, connect, free_port, queued, wait_listening, write_relay};
 
 const SENDERS: usize = 6;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Relay {
-    config: std::path::PathBuf,
-    /// The state directory (spool, admin socket).
-    dir: std::path::PathBuf,
-    edge: u16,
-    mesh: u16,
-}
-
-fn write_relay(dir: &Path, domain: &str, peer: &str, peer_mesh: u16, users: &[&str]) -> Relay {
-    std::fs::create_dir_all(dir).unwrap();
-    let (edge, mesh) = (free_port(), free_port());
-    let config = dir.join("imxpd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            // allow_root: CI runs the suite as root.
-            "[relay]\ndomains = [\"{domain}\"]\nstate_dir = \"{dir}\"\nallow_root = true\n\
-             drain_timeout = \"10s\"\n\
-             [listen]\nedge = [\"127.0.0.1:{edge}\"]\nmesh = [\"127.0.0.1:{mesh}\"]\n\
-             [tls]\nrequired = false\n\
-             [mesh]\ninsecure_unauthenticated_bind = true\n\
-             [routes]\n\"{peer}\" = \"127.0.0.1:{peer_mesh}\"\n\
-             [queue]\nmin_backoff = \"1s\"\nmax_backoff = \"2s\"\n",
-            dir = dir.display()
-        ),
-    )
-    .unwrap();
-    let parsed = imxp_relay::config::Config::load(&config).unwrap();
-    for user in users {
-        imxp_relay::auth::add_user(&parsed.users, &format!("{user}@{domain}"), "secret").unwrap();
-    }
-    Relay {
-        config,
-        dir: dir.to_owned(),
-        edge,
-        mesh,
-    }
-}
-
-/// A relay process, killed when dropped (also when the test fails).
+/// A relay process whose log goes to `imxpd.log` in its state
+/// directory; killed when dropped (also when the test fails).
 struct Process(Child);
 
 impl Process {
@@ -102,45 +58,15 @@ fn spawn(relay: &Relay) -> Process {
     )
 }
 
-async fn wait_listening(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "relay did not start listening");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// How many datagrams the relay with state directory `dir` has in its
-/// spool, asked over its admin socket (what `imxp-spool list` shows).
-fn queued(dir: &Path) -> usize {
-    use imxp_spool::admin::{Filter, Reply, Request, Response};
-    let socket = dir.join(imxp_spool::admin::SOCKET_NAME);
-    let mut client =
-        imxp_spool::admin::Client::connect(&socket, Duration::from_secs(10)).expect("admin socket");
-    match client
-        .call(&Request::List {
-            filter: Filter::default(),
-        })
-        .expect("admin call")
-    {
-        Response::Ok(Reply::List { envelopes }) => envelopes.len(),
-        other => panic!("unexpected admin response {other:?}"),
-    }
-}
-
-async fn connect(port: u16, user: &str) -> Client {
-    Client::connect(ConnectOptions {
-        relay: format!("127.0.0.1:{port}"),
-        tls: None,
-        user: user.to_owned(),
-        password: "secret".to_owned(),
-        mechanism: imxp_client::Mechanism::Plain,
-    })
-    .await
-    .expect("login")
+/// A relay of the shared helpers, draining for at most 10 s.
+fn relay(dir: &Path, domain: &str, mesh: u16, routes: &[(&str, u16)], users: &[&str]) -> Relay {
+    let relay = write_relay(dir, domain, mesh, routes, users);
+    let text = std::fs::read_to_string(&relay.config).unwrap().replace(
+        "allow_root = true\n",
+        "allow_root = true\ndrain_timeout = \"10s\"\n",
+    );
+    std::fs::write(&relay.config, text).unwrap();
+    relay
 }
 
 /// Relays A and B running, wilma attached at B counting what she
@@ -164,27 +90,21 @@ struct Scenario {
 impl Scenario {
     async fn start() -> Self {
         let base = tempfile::tempdir().unwrap();
-        let b_mesh = free_port();
-        let a = write_relay(
+        let (a_mesh, b_mesh) = (free_port(), free_port());
+        let a = relay(
             &base.path().join("a"),
             "a.test",
-            "b.test",
-            b_mesh,
+            a_mesh,
+            &[("b.test", b_mesh)],
             &["fred"],
         );
-        let mut b = write_relay(
+        let b = relay(
             &base.path().join("b"),
             "b.test",
-            "a.test",
-            a.mesh,
+            b_mesh,
+            &[("a.test", a_mesh)],
             &["wilma"],
         );
-        let text = std::fs::read_to_string(&b.config).unwrap().replace(
-            &format!("mesh = [\"127.0.0.1:{}\"]", b.mesh),
-            &format!("mesh = [\"127.0.0.1:{b_mesh}\"]"),
-        );
-        std::fs::write(&b.config, text).unwrap();
-        b.mesh = b_mesh;
         let b_process = spawn(&b);
         let a_process = spawn(&a);
         wait_listening(b.edge).await;
