@@ -37,6 +37,34 @@ pub enum Content {
     External(String),
 }
 
+impl Content {
+    /// The XML an APEX service reads from this content (RFC 3341 §4.1,
+    /// RFC 3343 §4.1): an inline `data-content`, or a MIME part of type
+    /// `application/beep+xml`. Other parts and external URIs are refused
+    /// (504): services do not dereference.
+    pub fn service_xml(&self) -> Result<&[u8], ApexError> {
+        match self {
+            Self::Inline(inline) => Ok(inline.xml.as_bytes()),
+            Self::Part(part) => {
+                let content_type = part.content_type();
+                let media = content_type.split(';').next().unwrap_or("").trim();
+                if media.eq_ignore_ascii_case(mime::BEEP_XML) {
+                    Ok(part.body())
+                } else {
+                    Err(ApexError::ContentReference {
+                        reference: part.cid_url(),
+                        reason: "APEX services read application/beep+xml content only",
+                    })
+                }
+            }
+            Self::External(uri) => Err(ApexError::ContentReference {
+                reference: uri.clone(),
+                reason: "APEX services do not dereference external content",
+            }),
+        }
+    }
+}
+
 /// An inline `<data-content Name='…'>…</data-content>` element.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DataContent {

@@ -5,6 +5,9 @@
 //! examples of RFC 3863 §4.2.2–4.3.3 (`tests/pidf/`) read as documents and
 //! convert to APEX entries.
 
+mod common;
+
+use common::{client_payload, dir};
 use std::fs;
 use std::path::PathBuf;
 
@@ -12,42 +15,6 @@ use imxp_apex::access::Timestamp;
 use imxp_apex::presence::pidf::PidfDocument;
 use imxp_apex::presence::{NotifyAction, PresenceEntry, PresenceMessage};
 use imxp_apex::{Content, Operation};
-
-fn dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join(name)
-}
-
-/// The client chunk of a vector file as a MSG payload (see
-/// `access_vectors.rs`).
-fn client_payload(text: &str) -> Vec<u8> {
-    let mut lines = Vec::new();
-    let mut started = false;
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        if let Some(rest) = line.strip_prefix("C:") {
-            started = true;
-            lines.push(rest.strip_prefix(' ').unwrap_or(rest).to_owned());
-        } else if line.starts_with("S:") {
-            if started {
-                break;
-            }
-        } else if started {
-            lines.push(line.to_owned());
-        }
-    }
-    if lines[0].starts_with("MSG ") {
-        let mut payload = lines[1..lines.len() - 1].join("\r\n").into_bytes();
-        payload.extend_from_slice(b"\r\n");
-        payload
-    } else {
-        format!(
-            "Content-Type: application/beep+xml\r\n\r\n{}\r\n",
-            lines.join("\n")
-        )
-        .into_bytes()
-    }
-}
 
 fn examples() -> Vec<(String, Result<PresenceMessage, String>)> {
     let mut paths: Vec<PathBuf> = fs::read_dir(dir("vectors"))

@@ -13,7 +13,54 @@ use imxp_apex::{
     Bind, Content, Data, Domain, Endpoint, ErrorReply, Hop, Limits, Operation, ReplyCode, Response,
 };
 use imxp_beep::io::Channel;
-use imxp_spool::{DatagramId, Failure, FailureKind, IdOrigin, QueueOptions};
+use imxp_spool::{DatagramId, Failure, FailureKind, IdOrigin, Outcome, QueueOptions};
+
+/// A stored datagram delivered to one of the relay's own services
+/// (`apex=access@…`, `apex=presence@…`).
+pub(crate) struct ServiceRequest {
+    /// The service endpoint it was addressed to.
+    pub(crate) service: Endpoint,
+    /// Who sent it.
+    pub(crate) originator: Endpoint,
+    /// What it carries.
+    pub(crate) content: Content,
+}
+
+impl ServiceRequest {
+    /// Reads the stored datagram `stored` from `originator` to `service`.
+    /// `Err` is the outcome to record instead: failed if it does not read
+    /// as a `data` between two endpoints; delivered (and dropped, logged
+    /// as `ignored`) if it comes from an APEX service, since answering a
+    /// service's datagram could loop.
+    pub(crate) fn read(service: &str, originator: &str, stored: &Bytes) -> Result<Self, Outcome> {
+        let (Ok(service), Ok(originator)) = (Endpoint::parse(service), Endpoint::parse(originator))
+        else {
+            return Err(Outcome::Failed(Failure::new(
+                FailureKind::Other,
+                "unparsable endpoint in the envelope",
+            )));
+        };
+        if originator.is_service() {
+            tracing::info!(%originator, %service, event = "service-ignored", "datagram from a service dropped");
+            return Err(Outcome::Delivered {
+                via: Some(service.local()),
+            });
+        }
+        let parsed =
+            Operation::parse_bytes(stored, &Limits::default().with_max_payload(usize::MAX));
+        let Some((_, content)) = parsed.ok().and_then(|p| p.into_data()) else {
+            return Err(Outcome::Failed(Failure::new(
+                FailureKind::Other,
+                "stored datagram is not a data",
+            )));
+        };
+        Ok(Self {
+            service,
+            originator,
+            content,
+        })
+    }
+}
 
 /// The APEX profile URI (RFC 3340 §4.2).
 pub(crate) const APEX_PROFILE: &str = "http://iana.org/beep/APEX";

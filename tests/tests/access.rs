@@ -169,12 +169,12 @@ async fn rfc_defaults_allow_block_notifications_and_restart() {
 
     // Polite blocking with a report requested: barney gets a failure
     // report that reads exactly like the one for an endpoint that is not
-    // attached (apex=presence@a.test: services skip the core:data check,
-    // and nothing is attached as it here).
+    // attached (apex=directory@a.test: services skip the core:data check,
+    // and no service of that name runs and nothing is attached as it here).
     let mut barney = barney;
     barney.set_auto_ack(true);
     let mut reports = Vec::new();
-    for (to, trans_id) in [("fred@a.test", 41), ("apex=presence@a.test", 42)] {
+    for (to, trans_id) in [("fred@a.test", 41), ("apex=directory@a.test", 42)] {
         let (mut data, content) =
             imxp_client::payload::text_data(&ep("barney@a.test"), &[ep(to)], "with a report");
         data.options = vec![ApexOption::status_request(trans_id)];
@@ -193,7 +193,7 @@ async fn rfc_defaults_allow_block_notifications_and_restart() {
     assert_eq!(reports[0].code.0, 550);
     assert_eq!(
         reports[0].text.replace("fred@", "X@"),
-        reports[1].text.replace("apex=presence@", "X@"),
+        reports[1].text.replace("apex=directory@", "X@"),
         "the block is not revealed"
     );
     assert_eq!(next_text(&mut fred, QUIET).await, None);

@@ -22,7 +22,6 @@ use crate::address::{Domain, Endpoint};
 use crate::data::{Content, Data, DataContent};
 use crate::error::ApexError;
 use crate::limits::Limits;
-use crate::mime::BEEP_XML;
 use crate::status::Reply;
 use crate::trans_id;
 use crate::xml::{self, DtdChecks as _, Element};
@@ -117,24 +116,7 @@ impl AccessMessage {
     /// part of type `application/beep+xml` (RFC 3341 §4.1). An external URI
     /// is refused (504): the service does not dereference.
     pub fn from_content(content: &Content) -> Result<Self, ApexError> {
-        match content {
-            Content::Inline(inline) => Self::parse(inline.xml.as_bytes()),
-            Content::Part(part) => {
-                let content_type = part.content_type();
-                let media = content_type.split(';').next().unwrap_or("").trim();
-                if !media.eq_ignore_ascii_case(BEEP_XML) {
-                    return Err(ApexError::ContentReference {
-                        reference: part.cid_url(),
-                        reason: "the access service reads application/beep+xml content only",
-                    });
-                }
-                Self::parse(part.body())
-            }
-            Content::External(uri) => Err(ApexError::ContentReference {
-                reference: uri.clone(),
-                reason: "the access service does not dereference external content",
-            }),
-        }
+        Self::parse(content.service_xml()?)
     }
 
     /// The transaction identifier, if any (a `reply` may lack one).

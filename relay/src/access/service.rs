@@ -13,11 +13,11 @@
 
 use super::{Change, SetRefusal};
 use crate::context::Context;
-use crate::datagram::{self, Request};
+use crate::datagram::{self, Request, ServiceRequest};
 use bytes::Bytes;
 use imxp_apex::access::{AccessEntry, AccessMessage, Get, Query, Set, salvage_trans_id};
 use imxp_apex::status::Reply;
-use imxp_apex::{Content, Endpoint, Limits, Operation, ReplyCode};
+use imxp_apex::{Endpoint, ReplyCode};
 use imxp_spool::{Failure, FailureKind, Outcome};
 
 /// Handles the stored datagram `stored` from `originator` to the access
@@ -29,32 +29,18 @@ pub(crate) async fn serve(
     stored: &Bytes,
 ) -> Outcome {
     let via = Some("apex=access".to_owned());
-    let (Ok(service), Ok(originator)) = (Endpoint::parse(service), Endpoint::parse(originator))
-    else {
-        return Outcome::Failed(Failure::new(
-            FailureKind::Other,
-            "unparsable endpoint in the envelope",
-        ));
-    };
-    if originator.is_service() {
-        tracing::info!(%originator, event = "access-ignored", "datagram from a service dropped");
-        return Outcome::Delivered { via };
-    }
-    let parsed = Operation::parse_bytes(stored, &Limits::default().with_max_payload(usize::MAX));
-    let Some((_, content)) = parsed.ok().and_then(|p| p.into_data()) else {
-        return Outcome::Failed(Failure::new(
-            FailureKind::Other,
-            "stored datagram is not a data",
-        ));
+    let ServiceRequest {
+        service,
+        originator,
+        content,
+    } = match ServiceRequest::read(service, originator, stored) {
+        Ok(request) => request,
+        Err(outcome) => return outcome,
     };
     let (answer, notification) = match AccessMessage::from_content(&content) {
         Ok(message) => handle(ctx, &originator, message).await,
         Err(error) => {
-            let trans_id = match &content {
-                Content::Inline(inline) => salvage_trans_id(inline.xml.as_bytes()),
-                Content::Part(part) => salvage_trans_id(part.body()),
-                Content::External(_) => None,
-            };
+            let trans_id = content.service_xml().ok().and_then(salvage_trans_id);
             tracing::info!(%originator, %error, event = "access-refused");
             (
                 reply(error.reply_code(), trans_id, &error.to_string()),

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use imxp_apex::presence::{PresenceMessage, salvage_trans_id};
-use imxp_apex::{Content, Endpoint, Limits, Operation, Reply, ReplyCode};
+use imxp_apex::{Endpoint, Reply, ReplyCode};
 use imxp_spool::{DatagramId, Failure, FailureKind, IdOrigin, Outcome};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinSet;
@@ -32,7 +32,7 @@ use super::{Grants, Registry};
 use crate::access::Access;
 use crate::attachments::AttachmentEvent;
 use crate::context::Context;
-use crate::datagram::{self, Request};
+use crate::datagram::{self, Request, ServiceRequest};
 use crate::intake::Intake;
 
 /// The access entries, as the registry asks them.
@@ -55,24 +55,13 @@ pub(crate) async fn serve(
     stored: &Bytes,
 ) -> Outcome {
     let via = Some("apex=presence".to_owned());
-    let (Ok(service), Ok(originator)) = (Endpoint::parse(service), Endpoint::parse(originator))
-    else {
-        return Outcome::Failed(Failure::new(
-            FailureKind::Other,
-            "unparsable endpoint in the envelope",
-        ));
-    };
-    if originator.is_service() {
-        // Reports and other services' datagrams: answering could loop.
-        tracing::info!(%originator, event = "presence-ignored", "datagram from a service dropped");
-        return Outcome::Delivered { via };
-    }
-    let parsed = Operation::parse_bytes(stored, &Limits::default().with_max_payload(usize::MAX));
-    let Some((_, content)) = parsed.ok().and_then(|p| p.into_data()) else {
-        return Outcome::Failed(Failure::new(
-            FailureKind::Other,
-            "stored datagram is not a data",
-        ));
+    let ServiceRequest {
+        service,
+        originator,
+        content,
+    } = match ServiceRequest::read(service, originator, stored) {
+        Ok(request) => request,
+        Err(outcome) => return outcome,
     };
     let now = ctx.now_ms();
     let grants = AccessGrants(&ctx.access);
@@ -80,11 +69,7 @@ pub(crate) async fn serve(
     let effects = match PresenceMessage::from_content(&content) {
         Ok(message) => handle(&mut registry, &service, &originator, message, &grants, now),
         Err(error) => {
-            let trans_id = match &content {
-                Content::Inline(inline) => salvage_trans_id(inline.xml.as_bytes()),
-                Content::Part(part) => salvage_trans_id(part.body()),
-                Content::External(_) => None,
-            };
+            let trans_id = content.service_xml().ok().and_then(salvage_trans_id);
             tracing::info!(%originator, %error, event = "presence-refused");
             reply(
                 &service,
