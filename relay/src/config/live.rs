@@ -5,11 +5,11 @@
 //! Everything read per session, per request or per delivery follows a
 //! reload: limits of new sessions, options, reports, the mesh policy,
 //! routes and DNS, access defaults, TLS material, users, the drain
-//! timeout. What was built once at start keeps its value until a restart:
+//! timeout, the presence limits (read at each presence operation). What was built once at start keeps its value until a restart:
 //! the listening sockets, the state directory and spool, the domains
 //! served, the metrics socket, the log format, the spool's retry and hold
 //! policies and the dispatcher's concurrency, the session admission
-//! counters, and the presence limits.
+//! counters.
 
 use std::sync::Arc;
 
@@ -82,7 +82,6 @@ const RESTART_ONLY: &[(&str, Carry)] = &[
     ("limits.max_message_size", |o, n| {
         carry(&o.max_message_size, &mut n.max_message_size)
     }),
-    ("presence", |o, n| carry(&o.presence, &mut n.presence)),
 ];
 
 /// Sets `new` to `old` if they differ; says whether they did.

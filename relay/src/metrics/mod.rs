@@ -98,6 +98,10 @@ metrics! {
     auth_failures: Counter = Counter::default(), "authentication_failures", "Failed SASL authentications on edge sessions";
     limit_refusals: Counters = Counters::default(), "limit_refusals", "Requests refused or dropped by a configured limit, by limit (max_sessions, max_sessions_per_address, max_attachments_per_session, reports_per_originator)";
     reloads: Counters = Counters::default(), "config_reloads", "Configuration reloads (SIGHUP), by result (applied, refused)";
+    presence_operations: Counters = Counters::default(), "presence_operations", "Requests to the presence service, by operation (subscribe, watch, publish, terminate, notify, reply, unreadable), and its own work (attach, detach, expire)";
+    presence_sent: Counters = Counters::default(), "presence_sent", "Datagrams the presence service queued, by element (publish, notify, terminate, reply)";
+    presence_subscriptions: Gauge = Gauge::default(), "presence_subscriptions", "Presence subscriptions in progress";
+    presence_watches: Gauge = Gauge::default(), "presence_watches", "Presence watches in progress";
 }
 
 /// Creates the series of `family` for each of `values` (at zero), so

@@ -203,8 +203,12 @@ impl Registry {
         }
     }
 
+    /// Puts `settings` in force (a reload may have changed them).
+    pub(crate) fn use_settings(&mut self, settings: &PresenceSettings) {
+        self.settings.clone_from(settings);
+    }
+
     /// Counts: entries, subscriptions, watches.
-    #[cfg(test)]
     pub(crate) fn counts(&self) -> (usize, usize, usize) {
         (
             self.entries.len(),

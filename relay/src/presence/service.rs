@@ -34,6 +34,7 @@ use crate::attachments::AttachmentEvent;
 use crate::context::Context;
 use crate::datagram::{self, Request, ServiceRequest};
 use crate::intake::Intake;
+use crate::metrics::label;
 
 /// The access entries, as the registry asks them.
 struct AccessGrants<'a>(&'a Access);
@@ -66,9 +67,14 @@ pub(crate) async fn serve(
     let now = ctx.now_ms();
     let grants = AccessGrants(&ctx.access);
     let mut registry = ctx.presence.lock().await;
+    registry.use_settings(&ctx.config().presence);
     let effects = match PresenceMessage::from_content(&content) {
-        Ok(message) => handle(&mut registry, &service, &originator, message, &grants, now),
+        Ok(message) => {
+            count(ctx, message.name());
+            handle(&mut registry, &service, &originator, message, &grants, now)
+        }
         Err(error) => {
+            count(ctx, "unreadable");
             let trans_id = content.service_xml().ok().and_then(salvage_trans_id);
             tracing::info!(%originator, %error, event = "presence-refused");
             reply(
@@ -172,9 +178,30 @@ fn reply(
     }
 }
 
+/// Counts one operation of the service (metrics).
+fn count(ctx: &Context, operation: &str) {
+    ctx.metrics
+        .presence_operations
+        .get_or_create(&label("operation", operation))
+        .inc();
+}
+
 /// Stores the changes, queues the datagrams, and stores which datagram
-/// carried each subscription's update.
+/// carried each subscription's update; then updates the gauges.
 async fn carry_out(ctx: &Context, registry: &mut Registry, effects: Effects) -> Result<(), String> {
+    let result = carry_out_effects(ctx, registry, effects).await;
+    let (_, subscriptions, watches) = registry.counts();
+    let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    ctx.metrics.presence_subscriptions.set(gauge(subscriptions));
+    ctx.metrics.presence_watches.set(gauge(watches));
+    result
+}
+
+async fn carry_out_effects(
+    ctx: &Context,
+    registry: &mut Registry,
+    effects: Effects,
+) -> Result<(), String> {
     let Effects { changes, outgoing } = effects;
     ctx.presence
         .store()
@@ -183,6 +210,10 @@ async fn carry_out(ctx: &Context, registry: &mut Registry, effects: Effects) -> 
         .map_err(|e| e.to_string())?;
     let mut sending = JoinSet::new();
     for out in outgoing {
+        ctx.metrics
+            .presence_sent
+            .get_or_create(&label("element", out.message.name()))
+            .inc();
         let previous = out
             .subscription
             .as_ref()
@@ -291,6 +322,7 @@ pub(crate) async fn run(
             }
             () = tokio::time::sleep(wait) => {
                 let now = ctx.now_ms();
+                count(&ctx, "expire");
                 let mut registry = ctx.presence.lock().await;
                 let effects = registry.expire(now);
                 if let Err(error) = carry_out(&ctx, &mut registry, effects).await {
@@ -319,8 +351,10 @@ async fn attachment(ctx: &Context, event: AttachmentEvent) {
         return;
     }
     let now = ctx.now_ms();
+    count(ctx, if attached { "attach" } else { "detach" });
     let grants = AccessGrants(&ctx.access);
     let mut registry = ctx.presence.lock().await;
+    registry.use_settings(&ctx.config().presence);
     let effects = registry.attachment(&endpoint, attached, &grants, now);
     if let Err(error) = carry_out(ctx, &mut registry, effects).await {
         tracing::error!(%endpoint, %error, "presence of an attachment not carried out");
