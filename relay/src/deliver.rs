@@ -70,6 +70,12 @@ impl Deliverer {
         }
     }
 
+    /// Puts `limits.max_message_size` in force for new mesh sessions (a
+    /// reload).
+    pub(crate) fn set_max_message_size(&self, max_message_size: usize) {
+        self.outbound.set_max_message_size(max_message_size);
+    }
+
     /// Puts `router` in force (a reload of `[routes]` and `[dns]`);
     /// deliveries already routing finish with the old one.
     pub(crate) fn set_router(&self, router: Router) {

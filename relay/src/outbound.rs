@@ -30,7 +30,8 @@ pub(crate) struct Outbound {
     tls_required: bool,
     bind_as: Vec<String>,
     connect_timeout: Duration,
-    max_message_size: usize,
+    /// Of new sessions (a reload may change it).
+    max_message_size: std::sync::atomic::AtomicUsize,
     metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -49,9 +50,15 @@ impl Outbound {
             tls_required,
             bind_as,
             connect_timeout,
-            max_message_size,
+            max_message_size: std::sync::atomic::AtomicUsize::new(max_message_size),
             metrics,
         }
+    }
+
+    /// Puts `max_message_size` in force for sessions opened from now on.
+    pub(crate) fn set_max_message_size(&self, max_message_size: usize) {
+        self.max_message_size
+            .store(max_message_size, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// A bound APEX channel to `domain`'s relay, reusing a live session.
@@ -125,7 +132,9 @@ impl Outbound {
         let stream = TcpStream::connect(address).await.map_err(connect)?;
         stream.set_nodelay(true).map_err(connect)?;
         let mut session = SessionConfig::new(Role::Initiator);
-        session.max_message_size = self.max_message_size;
+        session.max_message_size = self
+            .max_message_size
+            .load(std::sync::atomic::Ordering::Relaxed);
         session.receive_window = 256 * 1024;
         let mut driver = DriverConfig::new(session);
         // The listener's certificate must name the destination domain

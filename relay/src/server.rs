@@ -225,12 +225,18 @@ impl Reload {
 
     /// Serves requests until `stop`: each wake-up runs one reload of
     /// `ctx` and `deliverer`, covering every request made before it began.
-    async fn serve(&self, ctx: &Context, deliverer: &Deliverer, stop: &CancellationToken) {
+    async fn serve(
+        &self,
+        ctx: &Context,
+        deliverer: &Deliverer,
+        admission: &Admission,
+        stop: &CancellationToken,
+    ) {
         loop {
             tokio::select! {
                 () = self.wake.notified() => {
                     let covered = self.requested.load(Ordering::SeqCst);
-                    let outcome = reload(ctx, deliverer);
+                    let outcome = reload(ctx, deliverer, admission);
                     self.done.send_replace((covered, Some(outcome)));
                 }
                 () = stop.cancelled() => return,
@@ -243,10 +249,10 @@ impl Reload {
 /// fails validation is refused (logged with the key, nothing changes).
 /// Keys whose change needs a restart keep their running value and are
 /// logged; the rest takes effect: routes and DNS (a new router),
-/// limits, options, reports and the mesh policy (read from the
+/// limits (session admission and message size included), options, reports and the mesh policy (read from the
 /// configuration in force by each new session, request and delivery),
 /// access defaults, TLS material and users.
-fn reload(ctx: &Context, deliverer: &Deliverer) -> ReloadOutcome {
+fn reload(ctx: &Context, deliverer: &Deliverer, admission: &Admission) -> ReloadOutcome {
     let running = ctx.config();
     let read = match &running.source {
         Some(path) => Config::load(path),
@@ -280,6 +286,8 @@ fn reload(ctx: &Context, deliverer: &Deliverer) -> ReloadOutcome {
             return ctx.count_reload(ReloadOutcome::refused(format!("routes: {error}")));
         }
     }
+    admission.set_limits(&fresh);
+    deliverer.set_max_message_size(fresh.max_message_size);
     ctx.apply(
         Arc::new(fresh),
         restart.into_iter().map(str::to_owned).collect(),
@@ -464,7 +472,10 @@ pub async fn run_with_reload(
     }
     {
         let (ctx, deliverer, stop) = (ctx.clone(), deliverer.clone(), stop.clone());
-        tasks.spawn(async move { reload.serve(&ctx, &deliverer, &stop).await });
+        let admission = admission.clone();
+        tasks.spawn(async move {
+            reload.serve(&ctx, &deliverer, &admission, &stop).await;
+        });
     }
     tasks.spawn(notify::watchdog(stop.clone()));
     notify::ready();

@@ -5,11 +5,11 @@
 //! Everything read per session, per request or per delivery follows a
 //! reload: limits of new sessions, options, reports, the mesh policy,
 //! routes and DNS, access defaults, TLS material, users, the drain
-//! timeout, the presence limits (read at each presence operation). What was built once at start keeps its value until a restart:
+//! timeout, the presence limits (read at each presence operation), and
+//! the session admission limits and largest message size. What was built once at start keeps its value until a restart:
 //! the listening sockets, the state directory and spool, the domains
 //! served, the metrics socket, the log format, the spool's retry and hold
-//! policies and the dispatcher's concurrency, the session admission
-//! counters.
+//! policies and the dispatcher's concurrency.
 
 use std::sync::Arc;
 
@@ -70,18 +70,6 @@ const RESTART_ONLY: &[(&str, Carry)] = &[
     }),
     ("queue", |o, n| carry(&o.queue, &mut n.queue)),
     ("hold", |o, n| carry(&o.hold, &mut n.hold)),
-    ("limits.max_sessions", |o, n| {
-        carry(&o.max_sessions, &mut n.max_sessions)
-    }),
-    ("limits.max_sessions_per_address", |o, n| {
-        carry(
-            &o.limits.max_sessions_per_address,
-            &mut n.limits.max_sessions_per_address,
-        )
-    }),
-    ("limits.max_message_size", |o, n| {
-        carry(&o.max_message_size, &mut n.max_message_size)
-    }),
 ];
 
 /// Sets `new` to `old` if they differ; says whether they did.

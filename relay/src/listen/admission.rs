@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 /// Refused connections lingering at once (to read what the peer sent
@@ -56,18 +56,24 @@ impl Refused {
     }
 }
 
+/// The sessions running, in all and by peer address, and the limits in
+/// force (a reload may change them; sessions beyond a lowered limit run
+/// on, and new ones wait until they are under it).
+struct Counts {
+    total: usize,
+    per_address: HashMap<IpAddr, usize>,
+    max_total: usize,
+    max_per_address: usize,
+}
+
 /// The session counters shared by every accept loop.
 pub(crate) struct Admission {
-    total: Arc<Semaphore>,
-    max_total: usize,
-    per_address: Mutex<HashMap<IpAddr, usize>>,
-    max_per_address: usize,
+    counts: Mutex<Counts>,
     refusing: Arc<Semaphore>,
 }
 
 /// One admitted session; dropping it frees its places.
 pub(crate) struct SessionPermit {
-    _total: OwnedSemaphorePermit,
     limits: Arc<Admission>,
     address: IpAddr,
 }
@@ -76,30 +82,38 @@ impl Admission {
     /// Counters for the limits of `config`.
     pub(crate) fn new(config: &Config) -> Self {
         Self {
-            total: Arc::new(Semaphore::new(config.max_sessions)),
-            max_total: config.max_sessions,
-            per_address: Mutex::new(HashMap::new()),
-            max_per_address: config.limits.max_sessions_per_address,
+            counts: Mutex::new(Counts {
+                total: 0,
+                per_address: HashMap::new(),
+                max_total: config.max_sessions,
+                max_per_address: config.limits.max_sessions_per_address,
+            }),
             refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
         }
+    }
+
+    /// Puts the limits of `config` in force (a reload).
+    pub(crate) fn set_limits(&self, config: &Config) {
+        let mut counts = self.counts.lock();
+        counts.max_total = config.max_sessions;
+        counts.max_per_address = config.limits.max_sessions_per_address;
     }
 
     /// Admits a session from `address`, or says which limit it is over.
     pub(crate) fn admit(self: &Arc<Self>, address: IpAddr) -> Result<SessionPermit, Refused> {
         let address = peer_key(address);
-        let total = self
-            .total
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Refused::Total(self.max_total))?;
-        let mut per_address = self.per_address.lock();
-        let count = per_address.entry(address).or_default();
-        if *count >= self.max_per_address {
-            return Err(Refused::PerAddress(self.max_per_address));
+        let mut counts = self.counts.lock();
+        if counts.total >= counts.max_total {
+            return Err(Refused::Total(counts.max_total));
+        }
+        let max_per_address = counts.max_per_address;
+        let count = counts.per_address.entry(address).or_default();
+        if *count >= max_per_address {
+            return Err(Refused::PerAddress(max_per_address));
         }
         *count += 1;
+        counts.total += 1;
         Ok(SessionPermit {
-            _total: total,
             limits: self.clone(),
             address,
         })
@@ -108,7 +122,12 @@ impl Admission {
     /// Sessions running from `address`.
     #[cfg(test)]
     fn running_from(&self, address: IpAddr) -> usize {
-        self.per_address.lock().get(&address).copied().unwrap_or(0)
+        self.counts
+            .lock()
+            .per_address
+            .get(&address)
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -131,11 +150,12 @@ fn peer_key(address: IpAddr) -> IpAddr {
 
 impl Drop for SessionPermit {
     fn drop(&mut self) {
-        let mut per_address = self.limits.per_address.lock();
-        if let Some(count) = per_address.get_mut(&self.address) {
+        let mut counts = self.limits.counts.lock();
+        counts.total -= 1;
+        if let Some(count) = counts.per_address.get_mut(&self.address) {
             *count -= 1;
             if *count == 0 {
-                per_address.remove(&self.address);
+                counts.per_address.remove(&self.address);
             }
         }
     }
@@ -196,13 +216,16 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    fn limits(total: usize, per_address: usize) -> Arc<Admission> {
+    fn limits_config(total: usize, per_address: usize) -> Config {
         let text = format!(
             "[relay]\ndomains = [\"a.test\"]\nstate_dir = \"s\"\n[tls]\nrequired = false\n\
              [limits]\nmax_sessions = {total}\nmax_sessions_per_address = {per_address}\n"
         );
-        let config = Config::parse(&text, Path::new("imxpd.toml")).unwrap();
-        Arc::new(Admission::new(&config))
+        Config::parse(&text, Path::new("imxpd.toml")).unwrap()
+    }
+
+    fn limits(total: usize, per_address: usize) -> Arc<Admission> {
+        Arc::new(Admission::new(&limits_config(total, per_address)))
     }
 
     #[test]
@@ -220,6 +243,23 @@ mod tests {
         let _again = limits.admit(b).unwrap();
         assert_eq!(limits.running_from(b), 2);
         assert!(Refused::PerAddress(2).text().contains("your address"));
+    }
+
+    #[test]
+    fn a_reload_moves_the_limits() {
+        let admission = limits(1, 1);
+        let a: IpAddr = "127.0.0.2".parse().unwrap();
+        let _first = admission.admit(a).unwrap();
+        assert_eq!(admission.admit(a).err(), Some(Refused::Total(1)));
+        admission.set_limits(&limits_config(3, 2));
+        let _second = admission.admit(a).unwrap();
+        assert_eq!(admission.admit(a).err(), Some(Refused::PerAddress(2)));
+        // Lowered below what runs: nothing more until under it.
+        admission.set_limits(&limits_config(1, 1));
+        assert_eq!(
+            admission.admit("127.0.0.9".parse().unwrap()).err(),
+            Some(Refused::Total(1))
+        );
     }
 
     #[test]
