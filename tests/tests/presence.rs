@@ -613,3 +613,55 @@ async fn the_imxp_presence_command() {
     b.stop().await;
     a.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_and_allowing_take_effect_at_once() {
+    let base = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let (a, b) = imxp_tests::relays::start_pair(
+        base.path(),
+        &ca,
+        RelaySpec::new("a.test", &["alice"]),
+        RelaySpec::new("b.test", &["bob"]),
+    )
+    .await;
+    let_subscribe(&a, &ca, "alice", &["bob@b.test"]).await;
+    let alice = attach(&a, &ca, "alice", "alice@a.test").await;
+    let mut bob = attach(&b, &ca, "bob", "bob@b.test").await;
+    let (mut sub, first) = subscribe(&mut bob, "alice@a.test", 600).await;
+    assert!(online(&first));
+
+    // alice takes bob's entry away: he sees her offline at once, as if
+    // she had left (polite blocking), without her changing anything.
+    let alice_ep = ep("alice@a.test");
+    let tool = access::private_endpoint(&alice_ep).unwrap();
+    let mut owner = attach(&a, &ca, "alice", &tool.to_string()).await;
+    assert!(
+        tokio::time::timeout(
+            TIMEOUT,
+            access::remove(&mut owner, &alice_ep, &Actor::parse("bob@b.test").unwrap())
+        )
+        .await
+        .unwrap()
+        .unwrap()
+    );
+    let entry = update(&mut bob, &mut sub).await.unwrap();
+    assert_eq!(entry, PresenceEntry::offline(&alice_ep));
+    // And allowed again: he sees her as she is.
+    tokio::time::timeout(
+        TIMEOUT,
+        access::grant(
+            &mut owner,
+            &alice_ep,
+            &Actor::parse("bob@b.test").unwrap(),
+            &Actions::parse("presence:subscribe").unwrap(),
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(online(&update(&mut bob, &mut sub).await.unwrap()));
+    drop((bob, owner, alice));
+    b.stop().await;
+    a.stop().await;
+}

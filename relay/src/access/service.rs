@@ -59,10 +59,12 @@ pub(crate) async fn serve(
             tracing::error!(%originator, %error, "the access service's answer could not be queued");
         }
     }
-    if let Some((owner, set)) = notification
-        && let Err(error) = send(ctx, &service, &owner, &set).await
-    {
-        tracing::error!(%owner, %error, "the owner notification could not be queued");
+    if let Some((owner, set)) = notification {
+        // Who may see the owner's presence may have changed.
+        ctx.presence.access_changed(&owner);
+        if let Err(error) = send(ctx, &service, &owner, &set).await {
+            tracing::error!(%owner, %error, "the owner notification could not be queued");
+        }
     }
     outcome
 }

@@ -35,6 +35,9 @@ mod registry;
 pub(crate) mod service;
 mod store;
 
+use imxp_apex::Endpoint;
+use parking_lot::Mutex as SyncMutex;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::sync::{Mutex, MutexGuard, Notify};
 
 pub(crate) use registry::{Grants, Registry};
@@ -48,6 +51,10 @@ pub(crate) struct Presence {
     store: Box<dyn PresenceStore>,
     /// Wakes the expiry task when a subscription or watch was added.
     changed: Notify,
+    /// Owners whose access entries changed, for the service's task to
+    /// show their subscribers what they may see now.
+    access_changes: UnboundedSender<Endpoint>,
+    access_receiver: SyncMutex<Option<UnboundedReceiver<Endpoint>>>,
 }
 
 impl Presence {
@@ -65,10 +72,13 @@ impl Presence {
         );
         registry.restore(snapshot.entries, snapshot.subscriptions, snapshot.watches);
         tracing::info!(entries, subscriptions, watches, "presence state loaded");
+        let (access_changes, access_receiver) = unbounded_channel();
         Ok(Self {
             registry: Mutex::new(registry),
             store,
             changed: Notify::new(),
+            access_changes,
+            access_receiver: SyncMutex::new(Some(access_receiver)),
         })
     }
 
@@ -90,5 +100,17 @@ impl Presence {
     /// Waits for [`Presence::changed`].
     pub(crate) async fn wait_changed(&self) {
         self.changed.notified().await;
+    }
+
+    /// `owner`'s access entries changed (RFC 3341 `set`): its subscribers
+    /// are shown what they may see now, not at its next change.
+    pub(crate) fn access_changed(&self, owner: &Endpoint) {
+        let _ = self.access_changes.send(owner.clone());
+    }
+
+    /// The owners whose access changed, for the service's task; `None`
+    /// after the first call.
+    pub(crate) fn take_access_changes(&self) -> Option<UnboundedReceiver<Endpoint>> {
+        self.access_receiver.lock().take()
     }
 }

@@ -639,6 +639,19 @@ impl Registry {
         effects
     }
 
+    /// Sends each subscriber of `publisher` whose view changed (e.g. the
+    /// publisher's access entries changed) the view it has now.
+    pub(crate) fn refresh(
+        &self,
+        publisher: &Endpoint,
+        grants: &dyn Grants,
+        now_ms: u64,
+    ) -> Effects {
+        let mut effects = Effects::default();
+        self.fan_out(&mut effects, publisher, grants, now_ms);
+        effects
+    }
+
     /// Subscriptions and watches whose time is up at `now_ms` end: each
     /// holder is sent `terminate`, watchers of an ended subscription a
     /// `notify` (§4.2, §4.3 step 6.3).

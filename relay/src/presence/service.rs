@@ -310,6 +310,10 @@ pub(crate) async fn run(
             }
         }
     }
+    let Some(mut access_changes) = ctx.presence.take_access_changes() else {
+        tracing::error!("the presence task runs once per relay");
+        return;
+    };
     loop {
         let next = ctx.presence.lock().await.next_expiry();
         let wait = next.map_or(Duration::from_secs(3600), |at| {
@@ -329,9 +333,26 @@ pub(crate) async fn run(
                     tracing::error!(%error, "presence expiry not carried out");
                 }
             }
+            owner = access_changes.recv() => {
+                let Some(owner) = owner else { return };
+                refresh(&ctx, &owner).await;
+            }
             () = ctx.presence.wait_changed() => {}
             () = stop.cancelled() => return,
         }
+    }
+}
+
+/// `owner`'s access entries changed: its subscribers see what they may
+/// see now (polite blocking takes effect at once).
+async fn refresh(ctx: &Context, owner: &Endpoint) {
+    count(ctx, "access");
+    let now = ctx.now_ms();
+    let grants = AccessGrants(&ctx.access);
+    let mut registry = ctx.presence.lock().await;
+    let effects = registry.refresh(owner, &grants, now);
+    if let Err(error) = carry_out(ctx, &mut registry, effects).await {
+        tracing::error!(%owner, %error, "presence after an access change not carried out");
     }
 }
 
