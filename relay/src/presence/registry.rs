@@ -111,6 +111,13 @@ impl Effects {
         }
     }
 
+    /// These effects with `changes` made before the refusal they carry
+    /// (a replaced subscription stays ended).
+    fn keeping(mut self, changes: Vec<Change>) -> Self {
+        self.changes = changes;
+        self
+    }
+
     fn send(&mut self, from: Endpoint, to: Endpoint, message: PresenceMessage) {
         self.outgoing.push(Outgoing {
             from,
@@ -270,15 +277,14 @@ impl Registry {
         }
         // Step 5.
         if self.trans_id_in_use(originator, trans_id) {
-            let mut refused = Effects::reply(
+            return Effects::reply(
                 service,
                 originator,
                 ReplyCode::TRANSACTION_IN_PROGRESS,
                 trans_id,
                 "transID in use by another subscribe or watch",
-            );
-            refused.changes = effects.changes;
-            return refused;
+            )
+            .keeping(effects.changes);
         }
         let held = self
             .subscriptions
@@ -286,7 +292,7 @@ impl Registry {
             .filter(|s| s.subscriber == key.1)
             .count();
         if request.duration > 0 && held >= self.settings.max_subscriptions_per_subscriber {
-            let mut refused = Effects::reply(
+            return Effects::reply(
                 service,
                 originator,
                 ReplyCode::ACTION_NOT_TAKEN,
@@ -294,9 +300,8 @@ impl Registry {
                 &format!(
                     "{originator} has {held} subscriptions in progress, the most this relay allows"
                 ),
-            );
-            refused.changes = effects.changes;
-            return refused;
+            )
+            .keeping(effects.changes);
         }
         let duration = self.granted(request.duration);
         // Step 6.1: the entry now.
@@ -362,27 +367,25 @@ impl Registry {
             effects.changes.push(Change::EndWatch(key.clone()));
         }
         if self.trans_id_in_use(originator, trans_id) {
-            let mut refused = Effects::reply(
+            return Effects::reply(
                 service,
                 originator,
                 ReplyCode::TRANSACTION_IN_PROGRESS,
                 trans_id,
                 "transID in use by another subscribe or watch",
-            );
-            refused.changes = effects.changes;
-            return refused;
+            )
+            .keeping(effects.changes);
         }
         let watchers = self.watches_of(&key.0).count();
         if request.duration > 0 && watchers >= self.settings.max_watchers_per_presentity {
-            let mut refused = Effects::reply(
+            return Effects::reply(
                 service,
                 originator,
                 ReplyCode::ACTION_NOT_TAKEN,
                 trans_id,
                 &format!("{publisher} has {watchers} watchers, the most this relay allows"),
-            );
-            refused.changes = effects.changes;
-            return refused;
+            )
+            .keeping(effects.changes);
         }
         let duration = self.granted(request.duration);
         let reply = Effects::reply(service, originator, ReplyCode::APEX_OK, trans_id, "");
