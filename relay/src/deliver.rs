@@ -25,6 +25,7 @@
 use crate::attachments::Lookup;
 use crate::context::Context;
 use crate::datagram::{self, Prepared};
+use crate::gateway::Gateways;
 use crate::outbound::Outbound;
 use crate::report::Reporter;
 use crate::route::{Route, Router};
@@ -52,6 +53,7 @@ pub(crate) struct Deliverer {
     /// Routes and DNS in force (replaced on reload).
     router: parking_lot::RwLock<Arc<Router>>,
     outbound: Outbound,
+    gateways: Gateways,
     reporter: Arc<Reporter>,
 }
 
@@ -60,12 +62,14 @@ impl Deliverer {
         ctx: Arc<Context>,
         router: Router,
         outbound: Outbound,
+        gateways: Gateways,
         reporter: Arc<Reporter>,
     ) -> Self {
         Self {
             ctx,
             router: parking_lot::RwLock::new(Arc::new(router)),
             outbound,
+            gateways,
             reporter,
         }
     }
@@ -112,6 +116,18 @@ impl Deliverer {
         domain: &str,
         indexes: &[usize],
     ) -> Vec<(usize, Outcome)> {
+        if self.gateways.get(domain).is_some() {
+            let mut outcomes = Vec::new();
+            for &index in indexes {
+                let recipient = &envelope.recipients[index].endpoint;
+                outcomes.push((
+                    index,
+                    self.deliver_gateway(envelope, content, domain, recipient)
+                        .await,
+                ));
+            }
+            return outcomes;
+        }
         if self.ctx.config().serves(domain) {
             let mut outcomes = Vec::new();
             for &index in indexes {
@@ -362,6 +378,39 @@ impl Deliverer {
         self.reporter
             .send_transient(envelope, content, &[recipient.to_owned()])
             .await;
+    }
+
+    /// Hands the datagram for `recipient` to the gateway of `domain`
+    /// ([`crate::gateway`]): the next hop, as far as the `dataHopping`
+    /// budget and `dataTiming` are concerned (RFC 3342 §2, §4).
+    async fn deliver_gateway(
+        &self,
+        envelope: &Envelope,
+        content: &Bytes,
+        domain: &str,
+        recipient: &str,
+    ) -> Outcome {
+        let Some(link) = self.gateways.get(domain) else {
+            return Outcome::Failed(Failure::new(
+                FailureKind::Policy,
+                format!("{domain} has no gateway"),
+            ));
+        };
+        let prepared = match self
+            .prepare(envelope, content, &[recipient.to_owned()], Hop::Forward)
+            .await
+        {
+            Ok(prepared) => prepared,
+            Err(failure) => return Outcome::Failed(failure),
+        };
+        if let Some((_, failure)) = prepared.failed.into_iter().next() {
+            return Outcome::Failed(failure);
+        }
+        let Some(payload) = prepared.payload else {
+            return Outcome::Failed(Failure::new(FailureKind::Other, "nothing to deliver"));
+        };
+        link.deliver(&envelope.originator, recipient, &payload)
+            .await
     }
 
     async fn deliver_remote(

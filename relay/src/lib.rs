@@ -22,7 +22,9 @@
 //!   on attach, hands them to delivery, records outcomes, confirms
 //!   reports. The only code that changes a queued datagram's state.
 //! * `deliver` — local and remote delivery, returning typed outcomes (no
-//!   spool handle); `outbound` — pooled mesh sessions to other relays.
+//!   spool handle); `outbound` — pooled mesh sessions to other relays;
+//!   `gateway` — XMPP component links (XEP-0114) for `[[gateway]]`
+//!   domains, both directions.
 //! * `report` — the report service (RFC 3340 §5.1, §6.2; RFC 3342);
 //!   `access` — the access service (RFC 3341) and the `core:data` check.
 //! * `context` — the state every part shares (no spool handle).
@@ -30,6 +32,9 @@
 //!   datagram (durable before `ok`).
 //! * `attachments` — which endpoints are attached where (`attachOverride`);
 //!   `hold` — release requests for held datagrams (`hold4Endpoint`).
+//! * `xmpp` — the XMPP side of the gateway without I/O: JID escaping
+//!   (XEP-0106), stream framing, stanzas, content mapping (RFC 3922 §4,
+//!   RFC 3923).
 //! * `datagram` — APEX payloads as the relay reads and writes them;
 //!   `identity` — when two datagrams are the same (dedup); `options` —
 //!   option processing at intake; `refusal` — the error replies.
@@ -49,6 +54,7 @@ pub mod config;
 mod context;
 mod datagram;
 mod deliver;
+mod gateway;
 mod hold;
 mod identity;
 mod intake;
@@ -65,3 +71,4 @@ pub mod route;
 pub mod server;
 pub mod tls;
 mod trail;
+mod xmpp;

@@ -11,6 +11,7 @@ use crate::auth::{EdgeSasl, FailurePolicy, Penalties};
 use crate::config::{Config, SpoolEngine};
 use crate::context::{Context, Parts};
 use crate::deliver::Deliverer;
+use crate::gateway::Gateways;
 use crate::intake::Intake;
 use crate::listen::{self, admission::Admission, edge::Edge, mesh::Mesh};
 use crate::metrics::{self, Metrics, QueueShape};
@@ -405,17 +406,19 @@ pub async fn run_with_reload(
         attachment_events,
         metrics: metrics.clone(),
     }));
+    let stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let gateways = Gateways::start(&ctx, &tasks, &stop);
     let reporter = Arc::new(Reporter::new(ctx.clone()));
     let deliverer = Arc::new(Deliverer::new(
         ctx.clone(),
         router,
         outbound,
+        gateways,
         reporter.clone(),
     ));
     let dispatcher = Dispatcher::new(spool.clone(), ctx.clone(), deliverer.clone(), reporter);
 
-    let stop = CancellationToken::new();
-    let tasks = TaskTracker::new();
     let dispatching = CancellationToken::new();
     let mut dispatcher = tokio::spawn(dispatcher.run(dispatching.clone()));
     let stops = listen::Stops {

@@ -22,6 +22,7 @@ const LAYERS: &[&str] = &[
     "identity",
     "datagram",
     "options",
+    "xmpp",
     "attachments",
     "hold",
     "access",
@@ -32,6 +33,7 @@ const LAYERS: &[&str] = &[
     "presence::service",
     "report",
     "outbound",
+    "gateway",
     "deliver",
     "qmgr",
     "listen::admission",
@@ -46,7 +48,7 @@ const LAYERS: &[&str] = &[
 /// `super::` paths are their own business), except those named in
 /// [`LAYERS`] with a `::`.
 const PACKAGES: &[&str] = &[
-    "config", "metrics", "route", "auth", "access", "presence", "listen",
+    "config", "metrics", "route", "auth", "access", "presence", "listen", "xmpp",
 ];
 
 fn rank(module: &str) -> Option<usize> {

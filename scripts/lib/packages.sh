@@ -21,5 +21,6 @@ ensure_packages() {
 BUILD_PACKAGES=(pkg-config libssl-dev libclang-dev clang)
 
 # The standard tools the end-to-end interop tests run against (e2e/tests/),
-# systemd-analyze for the unit tests, groff for the man page test.
-TEST_PACKAGES=(gnupg openssl systemd libxml2-utils groff-base)
+# systemd-analyze for the unit tests, groff for the man page test, Prosody
+# and slixmpp for the XMPP gateway tests (tests/tests/xmpp_gateway.rs).
+TEST_PACKAGES=(gnupg openssl systemd libxml2-utils groff-base prosody python3-slixmpp)

@@ -118,6 +118,8 @@ pub struct RelaySpec {
     /// `[mesh]` table): plaintext sessions only (loopback tests that must
     /// see the bytes on the wire).
     pub tls: bool,
+    /// More domains the relay serves besides `domain` (e.g. a gateway's).
+    pub extra_domains: Vec<String>,
 }
 
 impl RelaySpec {
@@ -135,6 +137,7 @@ impl RelaySpec {
                 .collect(),
             extra: "[queue]\nmin_backoff = \"1s\"\nmax_backoff = \"2s\"\n".to_owned(),
             tls: true,
+            extra_domains: Vec::new(),
         }
     }
 }
@@ -204,12 +207,17 @@ pub fn write_config(spec: &RelaySpec, ca: &TestCa, dir: &Path) -> PathBuf {
         .map(|s| format!("\"{s}\""))
         .collect();
     let text = format!(
-        "[relay]\ndomains = [\"{domain}\"]\nstate_dir = \"{dir}\"\n\
+        "[relay]\ndomains = [\"{domain}\"{more}]\nstate_dir = \"{dir}\"\n\
          [listen]\nedge = [\"127.0.0.1:0\"]\nmesh = [\"127.0.0.1:0\"]\n\
          {tls}\
          [dns]\nnameservers = [{ns}]\ntimeout = \"2s\"\n\
          [routes]\n{routes}\n{extra}",
         domain = spec.domain,
+        more = spec
+            .extra_domains
+            .iter()
+            .map(|d| format!(", \"{d}\""))
+            .collect::<String>(),
         dir = dir.display(),
         ns = nameservers.join(", "),
         extra = spec.extra,

@@ -113,8 +113,10 @@ impl<'de> Deserializer<'de> for Probe<'_> {
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        // One element, probed under the same key: an array of values stays
+        // a value, an array of tables (`[[gateway]]`) is a section.
         self.mark(Kind::Value);
-        visitor.visit_seq(Nothing)
+        visitor.visit_seq(OneElement { probe: Some(self) })
     }
 
     fn deserialize_tuple<V: Visitor<'de>>(self, _: usize, visitor: V) -> Result<V::Value, Error> {
@@ -165,6 +167,21 @@ impl<'de> Deserializer<'de> for Probe<'_> {
 
 /// An empty sequence or table.
 struct Nothing;
+
+/// A sequence of one element, probed under the sequence's own key.
+struct OneElement<'a> {
+    probe: Option<Probe<'a>>,
+}
+
+impl<'de> SeqAccess<'de> for OneElement<'_> {
+    type Error = Error;
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Error> {
+        self.probe.take().map(|p| seed.deserialize(p)).transpose()
+    }
+}
 
 impl<'de> SeqAccess<'de> for Nothing {
     type Error = Error;
@@ -250,9 +267,11 @@ fn documented(text: &str) -> BTreeMap<String, usize> {
             .or_else(|| line.strip_prefix(".SH "))
         {
             let heading = heading.trim().trim_matches('"');
+            // `[name]`, or `[[name]]` for an array of tables.
             section = heading
-                .strip_prefix('[')
-                .and_then(|h| h.strip_suffix(']'))
+                .strip_prefix("[[")
+                .and_then(|h| h.strip_suffix("]]"))
+                .or_else(|| heading.strip_prefix('[').and_then(|h| h.strip_suffix(']')))
                 .map(str::to_owned);
             if let Some(section) = &section {
                 out.insert(section.clone(), number);
@@ -316,6 +335,8 @@ fn the_probe_sees_sections_values_and_free_tables() {
     assert_eq!(accepted.get("limits.window"), Some(&Kind::Value));
     assert_eq!(accepted.get("tls.cert"), Some(&Kind::Value));
     assert_eq!(accepted.get("access.default_data"), Some(&Kind::Value));
+    assert_eq!(accepted.get("gateway"), Some(&Kind::Table));
+    assert_eq!(accepted.get("gateway.secret_file"), Some(&Kind::Value));
     let sample = ".SS \"[relay]\"\n.TP\n.B domains\ntext\n.TP\n.BI x\n.SH FILES\n.TP\n.B y\n";
     let documented = documented(sample);
     assert_eq!(

@@ -43,6 +43,22 @@ pub(super) struct File {
     pub(super) metrics: MetricsSection,
     #[serde(default)]
     pub(super) log: LogSection,
+    #[serde(default)]
+    pub(super) gateway: Vec<GatewaySection>,
+}
+
+/// One `[[gateway]]`: a domain delivered through another IM system.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct GatewaySection {
+    pub(super) kind: Option<String>,
+    pub(super) domain: Option<String>,
+    pub(super) server: Option<String>,
+    pub(super) component: Option<String>,
+    pub(super) secret_file: Option<PathBuf>,
+    pub(super) max_stanza_size: Option<usize>,
+    pub(super) max_per_domain_per_minute: Option<u32>,
+    pub(super) max_backoff: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

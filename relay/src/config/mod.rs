@@ -27,8 +27,8 @@ use thiserror::Error;
 use file::File;
 pub use live::{Live, keep_running};
 pub use settings::{
-    AccessSettings, Config, HoldSettings, LimitSettings, LogFormat, MeshPolicy, OptionSettings,
-    PresenceSettings, QueueSettings, ReportSettings, SpoolEngine, TlsSettings,
+    AccessSettings, Config, GatewaySettings, HoldSettings, LimitSettings, LogFormat, MeshPolicy,
+    OptionSettings, PresenceSettings, QueueSettings, ReportSettings, SpoolEngine, TlsSettings,
 };
 pub use values::parse_duration;
 

@@ -161,6 +161,29 @@ pub struct ReportSettings {
     pub max_per_originator_per_minute: u32,
 }
 
+/// One gateway (`[[gateway]]`): a domain this relay serves whose
+/// recipients live in another IM system, reached as an XMPP external
+/// component (XEP-0114).
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// The APEX domain of the gateway (also in [`Config::domains`]).
+    pub domain: String,
+    /// The XMPP server's component listener, `host:port`.
+    pub server: String,
+    /// The component's JID (its domain at the XMPP server).
+    pub component: String,
+    /// The file holding the shared secret (never logged).
+    pub secret_file: PathBuf,
+    /// Largest stanza accepted from XMPP, in octets (beyond it:
+    /// `policy-violation`).
+    pub max_stanza_size: usize,
+    /// Messages accepted per minute from the users of one XMPP domain
+    /// (beyond it: `resource-constraint`).
+    pub max_per_domain_per_minute: u32,
+    /// Longest wait between reconnection attempts.
+    pub max_backoff: Duration,
+}
+
 /// Which spool engine to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpoolEngine {
@@ -247,11 +270,20 @@ pub struct Config {
     /// The file it was read from (what a reload reads again); `None`
     /// when it was parsed from text.
     pub source: Option<PathBuf>,
+    /// Gateways to other IM systems.
+    pub gateways: Vec<GatewaySettings>,
 }
 
 impl Config {
     /// True if this relay serves `domain` (case-insensitive).
     pub fn serves(&self, domain: &str) -> bool {
         self.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+    }
+
+    /// The gateway serving `domain`, if it is one.
+    pub fn gateway(&self, domain: &str) -> Option<&GatewaySettings> {
+        self.gateways
+            .iter()
+            .find(|g| g.domain.eq_ignore_ascii_case(domain))
     }
 }

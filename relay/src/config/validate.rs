@@ -9,13 +9,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::file::{
-    AccessSection, AuthSection, File, HoldSection, LimitsSection, LogSection, MeshSection,
-    MetricsSection, OptionsSection, PresenceSection, QueueSection, ReportsSection, SpoolSection,
-    TlsSection,
+    AccessSection, AuthSection, File, GatewaySection, HoldSection, LimitsSection, LogSection,
+    MeshSection, MetricsSection, OptionsSection, PresenceSection, QueueSection, ReportsSection,
+    SpoolSection, TlsSection,
 };
 use super::values::{check_domain, check_host_port, parse_duration};
 use super::{
-    AccessSettings, Config, ConfigError, EDGE_PORT, HoldSettings, LimitSettings, LogFormat,
+    AccessSettings, Config, ConfigError, EDGE_PORT, GatewaySettings, HoldSettings, LimitSettings,
+    LogFormat,
     MESH_PORT, MeshPolicy, OptionSettings, PresenceSettings, QueueSettings, ReportSettings,
     SpoolEngine, TlsSettings, invalid,
 };
@@ -62,7 +63,9 @@ impl Config {
             "relay.drain_timeout",
             Duration::from_secs(30),
         )?;
+        let gateways = gateways(file.gateway, &domains, &resolve)?;
         Ok(Self {
+            gateways,
             source: None,
             metrics_listen,
             log_format,
@@ -362,6 +365,95 @@ fn presence(section: PresenceSection) -> Result<PresenceSettings, ConfigError> {
         return Err(invalid("presence.max_duration", "must be at least 1s"));
     }
     Ok(settings)
+}
+
+/// `[[gateway]]`: each of kind `xmpp-component`, for a domain of
+/// `[relay] domains` (one gateway per domain), with the XMPP server's
+/// component address, the component's name and a secret file that exists.
+fn gateways(
+    sections: Vec<GatewaySection>,
+    domains: &[String],
+    resolve: Resolve<'_>,
+) -> Result<Vec<GatewaySettings>, ConfigError> {
+    let mut gateways: Vec<GatewaySettings> = Vec::new();
+    for (i, section) in sections.into_iter().enumerate() {
+        let key = |name: &str| format!("gateway[{i}].{name}");
+        match section.kind.as_deref() {
+            Some("xmpp-component") => {}
+            Some(other) => {
+                return Err(invalid(
+                    key("kind"),
+                    format!("{other:?} is not a gateway kind (the one kind is \"xmpp-component\")"),
+                ));
+            }
+            None => return Err(invalid(key("kind"), "required (\"xmpp-component\")")),
+        }
+        let domain = section
+            .domain
+            .ok_or_else(|| invalid(key("domain"), "required"))?
+            .to_ascii_lowercase();
+        if !domains.contains(&domain) {
+            return Err(invalid(
+                key("domain"),
+                format!("{domain} is not one of [relay] domains"),
+            ));
+        }
+        if gateways.iter().any(|g| g.domain == domain) {
+            return Err(invalid(
+                key("domain"),
+                format!("{domain} has a gateway already"),
+            ));
+        }
+        let server = section
+            .server
+            .ok_or_else(|| invalid(key("server"), "required (host:port)"))?;
+        check_host_port(&server).map_err(|m| invalid(key("server"), m))?;
+        let component = section
+            .component
+            .ok_or_else(|| invalid(key("component"), "required"))?
+            .to_ascii_lowercase();
+        check_domain(&component).map_err(|m| invalid(key("component"), m))?;
+        let secret_file = resolve(
+            section
+                .secret_file
+                .ok_or_else(|| invalid(key("secret_file"), "required"))?,
+        );
+        if !secret_file.is_file() {
+            return Err(invalid(
+                key("secret_file"),
+                format!("{} is not a readable file", secret_file.display()),
+            ));
+        }
+        let max_stanza_size = section.max_stanza_size.unwrap_or(64 * 1024);
+        if max_stanza_size < 1024 {
+            return Err(invalid(key("max_stanza_size"), "must be at least 1024"));
+        }
+        let max_per_domain_per_minute = section.max_per_domain_per_minute.unwrap_or(6000);
+        if max_per_domain_per_minute == 0 {
+            return Err(invalid(
+                key("max_per_domain_per_minute"),
+                "must be at least 1",
+            ));
+        }
+        let max_backoff = duration(
+            section.max_backoff,
+            &key("max_backoff"),
+            Duration::from_secs(30),
+        )?;
+        if max_backoff < Duration::from_millis(100) {
+            return Err(invalid(key("max_backoff"), "must be at least 100ms"));
+        }
+        gateways.push(GatewaySettings {
+            domain,
+            server,
+            component,
+            secret_file,
+            max_stanza_size,
+            max_per_domain_per_minute,
+            max_backoff,
+        });
+    }
+    Ok(gateways)
 }
 
 /// `[limits] max_sessions`: at least 1.

@@ -1,0 +1,211 @@
+//! The XMPP gateway against a real Prosody and a real XMPP client
+//! (slixmpp): relay A serves `a.test` and the gateway domain
+//! `xmpp.a.test`, connected to Prosody as the component
+//! `imxp.montague.lit`; relay B serves `b.test`. Messages go both ways
+//! between `bob@b.test` and the XMPP user `romeo@montague.lit`, across
+//! both relays and the gateway, each exactly once; a Prosody restart
+//! loses nothing.
+
+use imxp_apex::Endpoint;
+use imxp_tests::relays::{RelaySpec, TestCa, TestRelay, loopback_listener};
+use imxp_tests::xmpp::{Prosody, XmppClient};
+use serde_json::json;
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn ep(text: &str) -> Endpoint {
+    Endpoint::parse(text).unwrap()
+}
+
+/// Prosody, and relays A (with the gateway) and B routing to each other.
+async fn setup(base: &std::path::Path, ca: &TestCa) -> (Prosody, TestRelay, TestRelay) {
+    let prosody = Prosody::start(
+        &base.join("prosody"),
+        "montague.lit",
+        "imxp.montague.lit",
+        &[("romeo", "romeo-pw"), ("juliet", "juliet-pw")],
+    );
+    let a_mesh = loopback_listener().await;
+    let b_mesh = loopback_listener().await;
+    let a_address = a_mesh.local_addr().unwrap().to_string();
+    let b_address = b_mesh.local_addr().unwrap().to_string();
+    let mut a = RelaySpec::new("a.test", &["alice"]);
+    a.extra_domains = vec!["xmpp.a.test".into()];
+    a.certificate_names = vec!["a.test".into(), "xmpp.a.test".into()];
+    a.routes.push(("b.test".into(), b_address));
+    a.extra.push_str(&format!(
+        "[[gateway]]\nkind = \"xmpp-component\"\ndomain = \"xmpp.a.test\"\n\
+         server = \"{server}\"\ncomponent = \"imxp.montague.lit\"\n\
+         secret_file = \"{secret}\"\nmax_backoff = \"500ms\"\n",
+        server = prosody.component_address(),
+        secret = prosody.secret_file.display(),
+    ));
+    let mut b = RelaySpec::new("b.test", &["bob"]);
+    b.routes.push(("a.test".into(), a_address.clone()));
+    b.routes.push(("xmpp.a.test".into(), a_address));
+    let relay_a = TestRelay::start(&a, ca, &base.join("a"), None, Some(a_mesh)).await;
+    let relay_b = TestRelay::start(&b, ca, &base.join("b"), None, Some(b_mesh)).await;
+    (prosody, relay_a, relay_b)
+}
+
+/// A Message/CPIM with a subject, our thread header and a text part.
+fn cpim(text: &str, subject: &str, thread: &str) -> Vec<u8> {
+    format!(
+        "From: <im:bob@b.test>\r\nTo: <im:romeo@montague.lit>\r\n\
+         DateTime: 2026-01-01T00:00:00Z\r\nSubject: {subject}\r\n\
+         NS: xmpp <urn:x-imxp:xmpp:0>\r\nxmpp.Thread: {thread}\r\n\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\n{text}"
+    )
+    .into_bytes()
+}
+
+/// Blocking client calls off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("blocking task")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_cross_both_ways_exactly_once_and_survive_a_prosody_restart() {
+    let base = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let (mut prosody, a, b) = setup(base.path(), &ca).await;
+    let mut bob = b
+        .attach(&ca, "bob@b.test", "secret-bob", "bob@b.test")
+        .await
+        .expect("bob attaches at B");
+    bob.set_auto_ack(true);
+    let port = prosody.c2s_port;
+    let mut romeo =
+        blocking(move || XmppClient::login("romeo@montague.lit", "romeo-pw", port)).await;
+
+    // imxp → XMPP: subject and thread survive, from is bob escaped.
+    let romeo_apex = ep("romeo%montague.lit@xmpp.a.test");
+    bob.send(
+        vec![romeo_apex.clone()],
+        "message/cpim",
+        &cpim("Wherefore art thou?", "A question", "thread-1"),
+    )
+    .await
+    .expect("B accepts");
+    let (message, mut romeo) = blocking(move || {
+        let message = romeo.next_message(TIMEOUT);
+        (message, romeo)
+    })
+    .await;
+    let message =
+        message.unwrap_or_else(|| panic!("romeo got nothing; prosody log:\n{}", prosody.log()));
+    assert_eq!(message["from"], "bob\\40b.test@imxp.montague.lit");
+    assert_eq!(message["body"], "Wherefore art thou?");
+    assert_eq!(message["subject"], "A question");
+    assert_eq!(message["thread"], "thread-1");
+    assert_eq!(message["type"], "chat");
+
+    // XMPP → imxp: romeo answers; bob gets one datagram from
+    // romeo%montague.lit@xmpp.a.test with the text, subject, thread and type.
+    romeo.command(json!({
+        "cmd": "message", "to": "bob\\40b.test@imxp.montague.lit", "type": "chat",
+        "body": "By a name I know not how to tell thee who I am", "subject": "Re: A question",
+        "thread": "thread-1",
+    }));
+    let received = match tokio::time::timeout(TIMEOUT, bob.next()).await {
+        Ok(received) => received.expect("a datagram"),
+        Err(_) => {
+            let events = romeo.next("sent", Duration::from_secs(1));
+            panic!(
+                "the reply did not reach bob; romeo's sent event: {events:?}; prosody log:\n{}",
+                prosody.log()
+            )
+        }
+    };
+    assert_eq!(received.originator, romeo_apex);
+    assert_eq!(received.recipient, ep("bob@b.test"));
+    assert!(
+        received.content_type.starts_with("message/cpim"),
+        "{}",
+        received.content_type
+    );
+    let text = String::from_utf8(received.content.to_vec()).unwrap();
+    assert!(
+        text.starts_with("From: <im:romeo@montague.lit>\r\nTo: <im:bob@b.test>\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("\r\nSubject: Re: A question\r\n"), "{text}");
+    assert!(text.contains("\r\nxmpp.Thread: thread-1\r\n"), "{text}");
+    assert!(text.contains("\r\nxmpp.Type: chat\r\n"), "{text}");
+    assert!(
+        text.ends_with("\r\n\r\nBy a name I know not how to tell thee who I am"),
+        "{text}"
+    );
+    // Exactly once, both ways.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), bob.next())
+            .await
+            .is_err(),
+        "bob got a duplicate"
+    );
+    let (extra, romeo) = blocking(move || {
+        let extra = romeo.next_message(Duration::from_secs(1));
+        (extra, romeo)
+    })
+    .await;
+    assert!(extra.is_none(), "romeo got a duplicate: {extra:?}");
+
+    // Prosody goes away: what bob sends now waits in A's spool, and is
+    // delivered once the gateway reconnects. Romeo logs in again later;
+    // Prosody keeps the messages for him (mod_offline).
+    drop(romeo);
+    prosody.kill();
+    for i in 0..5 {
+        bob.send(
+            vec![romeo_apex.clone()],
+            "text/plain; charset=utf-8",
+            format!("queued {i}").as_bytes(),
+        )
+        .await
+        .expect("B accepts while Prosody is down");
+    }
+    // They reach A and wait there (deferred), not lost.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while a.queued().len() < 5 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A never queued the five"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let prosody = blocking(move || {
+        prosody.restart();
+        prosody
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !a.queued().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A kept {:?}",
+            a.queued()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let port = prosody.c2s_port;
+    let bodies = blocking(move || {
+        let mut romeo = XmppClient::login("romeo@montague.lit", "romeo-pw", port);
+        let mut bodies = Vec::new();
+        while let Some(message) = romeo.next_message(Duration::from_secs(5)) {
+            bodies.push(message["body"].as_str().unwrap_or_default().to_owned());
+        }
+        bodies
+    })
+    .await;
+    let mut sorted = bodies.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        (0..5).map(|i| format!("queued {i}")).collect::<Vec<_>>(),
+        "each once: {bodies:?}"
+    );
+    drop(bob);
+    a.stop().await;
+    b.stop().await;
+}
