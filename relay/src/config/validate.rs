@@ -16,9 +16,8 @@ use super::file::{
 use super::values::{check_domain, check_host_port, parse_duration};
 use super::{
     AccessSettings, Config, ConfigError, EDGE_PORT, GatewaySettings, HoldSettings, LimitSettings,
-    LogFormat,
-    MESH_PORT, MeshPolicy, OptionSettings, PresenceSettings, QueueSettings, ReportSettings,
-    SpoolEngine, TlsSettings, invalid,
+    LogFormat, MESH_PORT, MeshPolicy, OptionSettings, PresenceSettings, QueueSettings,
+    ReportSettings, SpoolEngine, TlsSettings, invalid,
 };
 
 /// Resolves a path of the file relative to the file's directory.
