@@ -608,6 +608,13 @@ fn handle(
                 if let Err((error_type, condition, text)) =
                     accept(&ctx, &link, &stanza, &limits).await
                 {
+                    tracing::info!(
+                        gateway = %link.settings.domain,
+                        from = stanza.from.as_deref().unwrap_or(""),
+                        condition,
+                        reason = %text,
+                        "message from XMPP refused"
+                    );
                     answer_error(&replies, &stanza, error_type, condition, &text);
                 }
                 drop(permit);

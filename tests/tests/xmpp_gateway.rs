@@ -6,7 +6,12 @@
 //! both relays and the gateway, each exactly once; a Prosody restart
 //! loses nothing.
 
-use imxp_apex::Endpoint;
+use imxp_apex::status::StatusResponse;
+use imxp_apex::{ApexOption, Endpoint};
+use imxp_client::payload::text_data;
+use imxp_e2e::keyring::Keys;
+use imxp_e2e::protect::{self, Protection};
+use imxp_e2e::{ImUri, Scheme, Verdict, mime, smime};
 use imxp_tests::relays::{RelaySpec, TestCa, TestRelay, loopback_listener};
 use imxp_tests::xmpp::{Prosody, XmppClient};
 use serde_json::json;
@@ -20,6 +25,15 @@ fn ep(text: &str) -> Endpoint {
 
 /// Prosody, and relays A (with the gateway) and B routing to each other.
 async fn setup(base: &std::path::Path, ca: &TestCa) -> (Prosody, TestRelay, TestRelay) {
+    setup_with(base, ca, "").await
+}
+
+/// [`setup`] with more keys for the `[[gateway]]` table.
+async fn setup_with(
+    base: &std::path::Path,
+    ca: &TestCa,
+    gateway_extra: &str,
+) -> (Prosody, TestRelay, TestRelay) {
     let prosody = Prosody::start(
         &base.join("prosody"),
         "montague.lit",
@@ -37,7 +51,7 @@ async fn setup(base: &std::path::Path, ca: &TestCa) -> (Prosody, TestRelay, Test
     a.extra.push_str(&format!(
         "[[gateway]]\nkind = \"xmpp-component\"\ndomain = \"xmpp.a.test\"\n\
          server = \"{server}\"\ncomponent = \"imxp.montague.lit\"\n\
-         secret_file = \"{secret}\"\nmax_backoff = \"500ms\"\n",
+         secret_file = \"{secret}\"\nmax_backoff = \"500ms\"\n{gateway_extra}",
         server = prosody.component_address(),
         secret = prosody.secret_file.display(),
     ));
@@ -205,6 +219,178 @@ async fn messages_cross_both_ways_exactly_once_and_survive_a_prosody_restart() {
         (0..5).map(|i| format!("queued {i}")).collect::<Vec<_>>(),
         "each once: {bodies:?}"
     );
+    drop(bob);
+    a.stop().await;
+    b.stop().await;
+}
+
+/// The next report bob receives.
+async fn next_report(bob: &mut imxp_tests::relays::Attached) -> StatusResponse {
+    let received = tokio::time::timeout(TIMEOUT, bob.next())
+        .await
+        .expect("a report in time")
+        .expect("a datagram");
+    let inline = received
+        .data
+        .data_content
+        .as_ref()
+        .expect("a report's content is inline");
+    StatusResponse::from_data_content(inline).expect("a statusResponse")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smime_crosses_unchanged_and_errors_and_limits_are_mapped() {
+    let base = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let (prosody, a, b) = setup_with(
+        base.path(),
+        &ca,
+        "max_stanza_size = 4096\nmax_per_domain_per_minute = 3\n",
+    )
+    .await;
+    let mut bob = b
+        .attach(&ca, "bob@b.test", "secret-bob", "bob@b.test")
+        .await
+        .expect("bob attaches at B");
+    bob.set_auto_ack(true);
+    let port = prosody.c2s_port;
+    let mut romeo =
+        blocking(move || XmppClient::login("romeo@montague.lit", "romeo-pw", port)).await;
+    romeo.command(json!({"cmd": "echo", "on": true}));
+    let romeo_apex = ep("romeo%montague.lit@xmpp.a.test");
+
+    // An unknown XMPP user: Prosody answers service-unavailable, which
+    // fails the recipient with 550 and the report bob asked for.
+    let (mut data, content) = text_data(
+        &ep("bob@b.test"),
+        &[ep("nobody%montague.lit@xmpp.a.test")],
+        "anyone there?",
+    );
+    data.options.push(ApexOption::status_request(61));
+    bob.send_data(&data, &content).await.expect("B accepts");
+    let status = next_report(&mut bob).await;
+    assert_eq!(status.trans_id, 61);
+    assert_eq!(
+        status.destinations[0].identity,
+        ep("nobody%montague.lit@xmpp.a.test")
+    );
+    assert_eq!(status.destinations[0].reply.code.0, 550);
+    assert!(
+        status.destinations[0]
+            .reply
+            .text
+            .contains("service-unavailable"),
+        "{:?}",
+        status.destinations[0].reply.text
+    );
+
+    // S/MIME-signed Message/CPIM: into XMPP in <e2e/>, echoed back by the
+    // client, and back at bob octet for octet; the signature verifies.
+    let (ca_cert, ca_key) = smime::generate_ca("xmpp test CA").unwrap();
+    let bob_uri = ImUri::parse("im:bob@b.test").unwrap();
+    let romeo_uri = ImUri::parse("im:romeo@montague.lit").unwrap();
+    let (bob_cert, bob_key) = smime::generate_cert(&bob_uri, Some((&ca_cert, &ca_key))).unwrap();
+    let mut keys = Keys::default();
+    keys.smime.keys.push((bob_cert.clone(), bob_key));
+    keys.smime.certs.push(bob_cert);
+    keys.smime.anchors.push(ca_cert);
+    let message = protect::compose(
+        &bob_uri,
+        &[romeo_uri.clone()],
+        Some("signed across XMPP"),
+        &mime::text_entity("a rose by any other name"),
+    )
+    .unwrap();
+    let protected = protect::protect(
+        &message.to_entity(),
+        &Protection::new(Scheme::Smime, true, false),
+        &bob_uri,
+        &[romeo_uri],
+        &keys,
+    )
+    .unwrap();
+    bob.send(
+        vec![romeo_apex.clone()],
+        &protected.content_type,
+        &protected.body,
+    )
+    .await
+    .expect("B accepts the signed message");
+    let echoed = match tokio::time::timeout(TIMEOUT, bob.next()).await {
+        Ok(echoed) => echoed.expect("a datagram"),
+        Err(_) => panic!(
+            "the echo did not reach bob; prosody log:\n{}",
+            prosody.log()
+        ),
+    };
+    assert_eq!(echoed.originator, romeo_apex);
+    assert_eq!(echoed.content_type, protected.content_type);
+    assert!(
+        echoed.content[..] == protected.body[..],
+        "the protected content came back changed"
+    );
+    let part = echoed.part.as_ref().expect("a MIME content part");
+    let opened = protect::open(part.raw(), &keys);
+    assert_eq!(opened.verdict(), Verdict::Verified, "{opened:?}");
+    let (sent, mut romeo) = blocking(move || {
+        let sent = romeo.next_message(TIMEOUT);
+        (sent, romeo)
+    })
+    .await;
+    let sent = sent.expect("romeo saw the signed message");
+    assert!(
+        sent["e2e"]
+            .as_str()
+            .is_some_and(|e2e| e2e.starts_with("Content-Type: multipart/signed")),
+        "{sent}"
+    );
+    assert_eq!(sent["body"], "", "protected content has no <body/>");
+
+    // From XMPP: a stanza over the limit gets policy-violation, a JID that
+    // names no endpoint item-not-found, and a flood resource-constraint.
+    romeo.command(json!({"cmd": "echo", "on": false}));
+    romeo.command(json!({
+        "cmd": "message", "to": "bob\\40b.test@imxp.montague.lit",
+        "body": "x".repeat(8192),
+    }));
+    romeo.command(json!({"cmd": "message", "to": "nobody@imxp.montague.lit", "body": "hi"}));
+    let errors = blocking(move || {
+        let mut errors = Vec::new();
+        for _ in 0..10 {
+            romeo.command(json!({
+                "cmd": "message", "to": "bob\\40b.test@imxp.montague.lit", "body": "flood",
+            }));
+        }
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while std::time::Instant::now() < deadline {
+            match romeo.next("message", Duration::from_secs(2)) {
+                Some(message) if message["type"] == "error" => {
+                    errors.push(message["error"].as_str().unwrap_or_default().to_owned());
+                }
+                Some(_) => {}
+                None if errors.iter().any(|e| e == "resource-constraint") => break,
+                None => {}
+            }
+        }
+        errors
+    })
+    .await;
+    assert!(
+        errors.contains(&"policy-violation".to_owned()),
+        "{errors:?}"
+    );
+    assert!(errors.contains(&"item-not-found".to_owned()), "{errors:?}");
+    assert!(
+        errors.contains(&"resource-constraint".to_owned()),
+        "{errors:?}"
+    );
+    // What was admitted reached bob; the oversized message did not.
+    while let Ok(Some(received)) = tokio::time::timeout(Duration::from_secs(2), bob.next()).await {
+        assert!(
+            received.content.len() < 4096,
+            "the oversized message crossed"
+        );
+    }
     drop(bob);
     a.stop().await;
     b.stop().await;

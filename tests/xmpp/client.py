@@ -29,11 +29,15 @@ import asyncio
 import json
 import os
 import sys
+import traceback
 
 import slixmpp
 from slixmpp.xmlstream import ET
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
 
 E2E_NS = "urn:ietf:params:xml:ns:xmpp-e2e"
+STANZAS_NS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 
 def emit(obj):
@@ -46,7 +50,10 @@ class Client(slixmpp.ClientXMPP):
         super().__init__(jid, password)
         self.echo = False
         self.add_event_handler("session_start", self.on_start)
-        self.add_event_handler("message", self.on_message)
+        # slixmpp's "message" event needs a <body/>; protected messages
+        # carry only <e2e/>, so take every message stanza.
+        self.register_handler(Callback(
+            "every message", MatchXPath("{jabber:client}message"), self.on_message))
         self.add_event_handler("failed_auth", self.on_failed)
         for kind in ("presence_available", "presence_unavailable",
                      "presence_subscribe", "presence_subscribed",
@@ -72,7 +79,12 @@ class Client(slixmpp.ClientXMPP):
         e2e = msg.xml.find("{%s}e2e" % E2E_NS)
         error = None
         if msg["type"] == "error":
-            error = msg["error"]["condition"]
+            # Read the condition ourselves: slixmpp knows only RFC 3920's
+            # list, which lacks e.g. policy-violation (RFC 6120 §8.3.3.12).
+            element = msg.xml.find("{jabber:client}error")
+            for child in (element if element is not None else []):
+                if child.tag.startswith("{%s}" % STANZAS_NS) and not child.tag.endswith("}text"):
+                    error = child.tag.split("}", 1)[1]
         emit({
             "event": "message",
             "from": str(msg["from"]),
@@ -86,17 +98,25 @@ class Client(slixmpp.ClientXMPP):
             "error": error,
         })
         if self.echo and msg["type"] != "error":
-            reply = self.make_message(mto=msg["from"], mtype=msg["type"])
-            if msg["body"]:
-                reply["body"] = msg["body"]
-            if msg["subject"]:
-                reply["subject"] = msg["subject"]
-            if msg["thread"]:
-                reply["thread"] = msg["thread"]
-            if e2e is not None:
-                element = ET.SubElement(reply.xml, "{%s}e2e" % E2E_NS)
-                element.text = e2e.text
-            reply.send()
+            try:
+                self.echo_back(msg, e2e)
+            except Exception:  # a test helper: report, keep running
+                traceback.print_exc()
+
+    def echo_back(self, msg, e2e):
+        """Sends msg back to its sender: body, subject, thread, type and
+        the <e2e/> text unchanged."""
+        reply = self.make_message(mto=msg["from"], mtype=msg["type"])
+        if msg["body"]:
+            reply["body"] = msg["body"]
+        if msg["subject"]:
+            reply["subject"] = msg["subject"]
+        if msg["thread"]:
+            reply["thread"] = msg["thread"]
+        if e2e is not None:
+            element = ET.SubElement(reply.xml, "{%s}e2e" % E2E_NS)
+            element.text = e2e.text
+        reply.send()
 
     def on_presence(self, pres):
         emit({
