@@ -296,7 +296,7 @@ async fn smime_crosses_unchanged_and_errors_and_limits_are_mapped() {
     keys.smime.anchors.push(ca_cert);
     let message = protect::compose(
         &bob_uri,
-        &[romeo_uri.clone()],
+        std::slice::from_ref(&romeo_uri),
         Some("signed across XMPP"),
         &mime::text_entity("a rose by any other name"),
     )
