@@ -30,6 +30,7 @@ use crate::xmpp::jid::{self, Jid};
 use crate::xmpp::stanza::{self, ErrorInfo, Kind, MessageFields, OutMessage, Stanza};
 use bytes::Bytes;
 use imxp_apex::mime::MimePart;
+use imxp_apex::presence::PresenceMessage;
 use imxp_apex::{Content, Data, DataHopping, Domain, Endpoint};
 use imxp_spool::{Failure, FailureKind, Outcome};
 use parking_lot::Mutex;
@@ -71,6 +72,7 @@ impl Gateways {
                 commands,
                 connected: AtomicBool::new(false),
                 next_id: AtomicU64::new(1),
+                watched: Mutex::new(HashMap::new()),
             });
             tasks.spawn(run(ctx.clone(), link.clone(), receiver, stop.clone()));
             links.insert(settings.domain.clone(), link);
@@ -90,6 +92,11 @@ pub(crate) struct Link {
     commands: mpsc::Sender<Outgoing>,
     connected: AtomicBool,
     next_id: AtomicU64,
+    /// The imxp presentities XMPP users asked to see: (watcher's APEX
+    /// local part, subscription transID) → publisher. Kept in memory: the
+    /// presence service's answers name only the transID.
+    /// Whether the XMPP user was told `subscribed` yet is the `bool`.
+    watched: Mutex<HashMap<(String, u32), (Endpoint, bool)>>,
 }
 
 /// A message for the connection task to send, and where its fate goes.
@@ -119,9 +126,21 @@ impl Link {
         recipient: &str,
         payload: &Bytes,
     ) -> Outcome {
-        let message = match self.message_for(originator, recipient, payload) {
-            Ok(message) => message,
-            Err(failure) => return Outcome::Failed(failure),
+        let stanza = if originator.starts_with("apex=presence@") {
+            match self.presence_for(recipient, payload) {
+                Ok(Some(stanza)) => stanza,
+                Ok(None) => {
+                    return Outcome::Delivered {
+                        via: Some(format!("xmpp:{}", self.settings.server)),
+                    };
+                }
+                Err(failure) => return Outcome::Failed(failure),
+            }
+        } else {
+            match self.message_for(originator, recipient, payload) {
+                Ok(message) => (message.id.clone(), message.to_xml()),
+                Err(failure) => return Outcome::Failed(failure),
+            }
         };
         if !self.connected.load(Ordering::Acquire) {
             return Outcome::Deferred(Failure::new(
@@ -131,8 +150,8 @@ impl Link {
         }
         let (done, fate) = oneshot::channel();
         let send = Outgoing {
-            id: message.id.clone(),
-            xml: message.to_xml(),
+            id: stanza.0,
+            xml: stanza.1,
             done,
         };
         if self.commands.send(send).await.is_err() {
@@ -167,6 +186,132 @@ impl Link {
                 format!("{via}: no confirmation from the XMPP server"),
             )),
         }
+    }
+
+    /// A fresh stanza id.
+    fn stanza_id(&self) -> String {
+        format!("imxp-{}", self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// What the presence service tells an XMPP watcher, as a presence
+    /// stanza (RFC 3922 §5.2, §6.1): a successful subscribe reply is
+    /// `subscribed`, a refusal or a terminate `unsubscribed`, a publish
+    /// available or unavailable presence from the publisher's JID with the
+    /// resource `imxp` (available while any tuple is open). `None`: nothing
+    /// to tell (an answer about an unknown subscription, a notify). The
+    /// first update of a subscription is preceded by `subscribed`.
+    fn presence_for(
+        &self,
+        recipient: &str,
+        payload: &Bytes,
+    ) -> Result<Option<(String, String)>, Failure> {
+        let invalid = |text: String| {
+            Failure::new(
+                FailureKind::Reply {
+                    code: imxp_apex::ReplyCode::PARAMETER_INVALID.0,
+                },
+                text,
+            )
+        };
+        let local = recipient
+            .rsplit_once('@')
+            .map_or(recipient, |(local, _)| local);
+        let to = jid::recipient_jid(local).map_err(|e| invalid(e.to_string()))?;
+        let (_, content) = datagram::parse_stored(payload)
+            .map_err(|r| Failure::new(FailureKind::Reply { code: r.code.0 }, r.text))?;
+        let message =
+            PresenceMessage::from_content(&content).map_err(|e| invalid(e.to_string()))?;
+        let component = &self.settings.component;
+        let from_publisher =
+            |publisher: &Endpoint| jid::endpoint_jid(&publisher.to_string(), component).to_string();
+        let id = self.stanza_id();
+        let to = to.to_string();
+        let stanza = match message {
+            PresenceMessage::Reply(reply) => {
+                let Some(trans_id) = reply.trans_id else {
+                    return Ok(None);
+                };
+                let key = (local.to_owned(), trans_id);
+                let mut watched = self.watched.lock();
+                if reply.code.is_positive() {
+                    let Some((publisher, told)) = watched.get_mut(&key) else {
+                        return Ok(None);
+                    };
+                    if *told {
+                        return Ok(None);
+                    }
+                    *told = true;
+                    stanza::presence(
+                        &from_publisher(publisher),
+                        &to,
+                        &id,
+                        Some("subscribed"),
+                        None,
+                    )
+                } else {
+                    let Some((publisher, _)) = watched.remove(&key) else {
+                        return Ok(None);
+                    };
+                    stanza::presence(
+                        &from_publisher(&publisher),
+                        &to,
+                        &id,
+                        Some("unsubscribed"),
+                        None,
+                    )
+                }
+            }
+            PresenceMessage::Terminate { trans_id } => {
+                let Some((publisher, _)) =
+                    self.watched.lock().remove(&(local.to_owned(), trans_id))
+                else {
+                    return Ok(None);
+                };
+                stanza::presence(
+                    &from_publisher(&publisher),
+                    &to,
+                    &id,
+                    Some("unsubscribed"),
+                    None,
+                )
+            }
+            PresenceMessage::Publish(publish) => {
+                let now = i64::try_from(now_ms()).unwrap_or(i64::MAX);
+                let open = publish.presence.is_open(now);
+                let publisher_jid = from_publisher(&publish.publisher);
+                let from = format!("{publisher_jid}/imxp");
+                // The first update of a subscription is also its
+                // acceptance (RFC 3343 §4.2 answers a subscribe with the
+                // entry): `subscribed` first, so that the server lets the
+                // presence through (RFC 6121 §3.1.5).
+                let mut first = String::new();
+                if let Some((_, told)) = self
+                    .watched
+                    .lock()
+                    .get_mut(&(local.to_owned(), publish.trans_id))
+                    && !*told
+                {
+                    *told = true;
+                    first = stanza::presence(
+                        &publisher_jid,
+                        &to,
+                        &self.stanza_id(),
+                        Some("subscribed"),
+                        None,
+                    );
+                }
+                let availability = if open {
+                    stanza::presence(&from, &to, &id, None, None)
+                } else {
+                    stanza::presence(&from, &to, &id, Some("unavailable"), None)
+                };
+                first + &availability
+            }
+            PresenceMessage::Subscribe(_)
+            | PresenceMessage::Watch(_)
+            | PresenceMessage::Notify(_) => return Ok(None),
+        };
+        Ok(Some((id, stanza)))
     }
 
     /// The stanza for one recipient (RFC 3922 §4.2, RFC 3923 §8).
@@ -620,7 +765,26 @@ fn handle(
                 drop(permit);
             });
         }
-        Kind::Presence => {}
+        Kind::Presence => {
+            let ctx = ctx.clone();
+            let link = link.clone();
+            let replies = replies.clone();
+            let limits = limits.clone();
+            tokio::spawn(async move {
+                if let Err((error_type, condition, text)) =
+                    accept_presence(&ctx, &link, &stanza, &limits).await
+                {
+                    tracing::info!(
+                        gateway = %link.settings.domain,
+                        from = stanza.from.as_deref().unwrap_or(""),
+                        condition,
+                        reason = %text,
+                        "presence from XMPP refused"
+                    );
+                    answer_error(&replies, &stanza, error_type, condition, &text);
+                }
+            });
+        }
     }
 }
 
@@ -773,6 +937,117 @@ async fn accept(
         Ok(Request::Data(incoming)) => incoming,
         Ok(_) => return Err(internal("not a data".into())),
         Err(refusal) => return Err(bad("policy-violation", refusal.text)),
+    };
+    options::at_intake(&ctx.config(), &mut incoming, Source::Mesh, ctx.now_ms())
+        .map_err(|r| bad("not-acceptable", r.text))?;
+    ctx.intake
+        .accept(incoming, &Sender::Endpoint)
+        .await
+        .map_err(|e| internal(e.0))?;
+    Ok(())
+}
+
+/// Milliseconds since the UNIX epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// How long a subscription on behalf of an XMPP user asks to last: XMPP
+/// subscriptions do not expire; the publisher's relay shortens it to its
+/// `[presence] max_duration`.
+const SUBSCRIPTION_SECONDS: u32 = 7 * 24 * 3600;
+
+/// The transID of `watcher`'s subscription to `publisher` (`poll`: of a
+/// one-time poll): derived from both, so that an `unsubscribe` names the
+/// same subscription as the `subscribe` did (RFC 3343 §4.2: a transID
+/// identifies the subscription), 1..2^31-1.
+fn presence_trans_id(watcher: &str, publisher: &str, poll: bool) -> u32 {
+    let input = format!(
+        "{watcher}\n{publisher}\n{}",
+        if poll { "poll" } else { "subscribe" }
+    );
+    let digest = ring::digest::digest(&ring::digest::SHA256, input.as_bytes());
+    let bytes: [u8; 4] = digest.as_ref()[..4].try_into().unwrap_or_default();
+    (u32::from_be_bytes(bytes) & 0x7fff_ffff).max(1)
+}
+
+/// XMPP → imxp presence (RFC 3922 §6): `subscribe` becomes an APEX
+/// subscribe to the imxp user's presence service on the XMPP user's
+/// behalf, `unsubscribe` its terminate, a `probe` a one-time poll (the
+/// service answers with the current entry). Presence the XMPP user sends
+/// to imxp users (`subscribed`, availability) is not mapped
+/// (docs/decisions.md, "XMPP gateway").
+async fn accept_presence(
+    ctx: &Arc<Context>,
+    link: &Link,
+    stanza: &Stanza,
+    limits: &Mutex<RateLimit>,
+) -> Result<(), StanzaRefusal> {
+    let settings = &link.settings;
+    let bad = |condition: &'static str, text: String| ("modify", condition, text);
+    let presence_type = stanza.stanza_type.as_deref().unwrap_or("available");
+    if !matches!(presence_type, "subscribe" | "unsubscribe" | "probe") {
+        return Ok(());
+    }
+    let from = Jid::parse(stanza.from.as_deref().unwrap_or(""))
+        .map_err(|e| bad("jid-malformed", e.to_string()))?;
+    let to = Jid::parse(stanza.to.as_deref().unwrap_or(""))
+        .map_err(|e| bad("jid-malformed", e.to_string()))?;
+    if !limits.lock().admit(
+        &from.domain,
+        ctx.now_ms(),
+        settings.max_per_domain_per_minute,
+    ) {
+        return Err((
+            "wait",
+            "resource-constraint",
+            format!("{} sends too much; try later", from.domain),
+        ));
+    }
+    let local = jid::apex_local_of(&from).map_err(|e| bad("jid-malformed", e.to_string()))?;
+    let watcher = Endpoint::parse(&format!("{local}@{}", settings.domain))
+        .map_err(|e| bad("jid-malformed", format!("{local}: {e}")))?;
+    let publisher = jid::endpoint_of(&to)
+        .ok()
+        .and_then(|text| Endpoint::parse(&text).ok())
+        .filter(|p| !p.is_service())
+        .ok_or_else(|| {
+            (
+                "cancel",
+                "item-not-found",
+                format!("{to} names no imxp user"),
+            )
+        })?;
+    let poll = presence_type == "probe";
+    let trans_id = presence_trans_id(&watcher.to_string(), &publisher.to_string(), poll);
+    let message = match presence_type {
+        "subscribe" | "probe" => {
+            if !poll {
+                link.watched
+                    .lock()
+                    .insert((local.clone(), trans_id), (publisher.clone(), false));
+            }
+            PresenceMessage::Subscribe(imxp_apex::presence::Subscribe {
+                publisher: publisher.clone(),
+                duration: if poll { 0 } else { SUBSCRIPTION_SECONDS },
+                trans_id,
+            })
+        }
+        _ => {
+            link.watched.lock().remove(&(local.clone(), trans_id));
+            PresenceMessage::Terminate { trans_id }
+        }
+    };
+    let service = imxp_apex::presence::service_endpoint(publisher.domain());
+    let (data, content) = message.to_data(watcher, service);
+    let payload = Bytes::from(data.to_payload(&content));
+    let internal = |text: String| ("wait", "internal-server-error", text);
+    let mut incoming = match datagram::parse_request(&payload, ctx.config().max_message_size) {
+        Ok(Request::Data(incoming)) => incoming,
+        Ok(_) => return Err(internal("not a data".into())),
+        Err(refusal) => return Err(bad("bad-request", refusal.text)),
     };
     options::at_intake(&ctx.config(), &mut incoming, Source::Mesh, ctx.now_ms())
         .map_err(|r| bad("not-acceptable", r.text))?;

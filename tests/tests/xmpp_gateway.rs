@@ -6,8 +6,10 @@
 //! both relays and the gateway, each exactly once; a Prosody restart
 //! loses nothing.
 
+use imxp_apex::access::{Actions, Actor};
 use imxp_apex::status::StatusResponse;
 use imxp_apex::{ApexOption, Endpoint};
+use imxp_client::access;
 use imxp_client::payload::text_data;
 use imxp_e2e::keyring::Keys;
 use imxp_e2e::protect::{self, Protection};
@@ -392,6 +394,98 @@ async fn smime_crosses_unchanged_and_errors_and_limits_are_mapped() {
         );
     }
     drop(bob);
+    a.stop().await;
+    b.stop().await;
+}
+
+/// The next presence event from `jid` (bare, any resource).
+fn presence_from(client: &mut XmppClient, jid: &str) -> Option<serde_json::Value> {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let left = deadline.checked_duration_since(std::time::Instant::now())?;
+        let event = client.next("presence", left)?;
+        let from = event["from"].as_str().unwrap_or_default();
+        if from == jid || from.starts_with(&format!("{jid}/")) {
+            return Some(event);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_xmpp_user_subscribes_to_an_imxp_user_and_sees_her_come_online() {
+    let base = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let (prosody, a, b) = setup(base.path(), &ca).await;
+    // alice lets the XMPP user see her presence (RFC 3341 presence:subscribe).
+    let alice_ep = ep("alice@a.test");
+    let tool = access::private_endpoint(&alice_ep).unwrap();
+    let mut owner = a
+        .attach(&ca, "alice@a.test", "secret-alice", &tool.to_string())
+        .await
+        .expect("alice's tool attaches");
+    tokio::time::timeout(
+        TIMEOUT,
+        access::grant(
+            &mut owner,
+            &alice_ep,
+            &Actor::parse("romeo%montague.lit@xmpp.a.test").unwrap(),
+            &Actions::parse("presence:subscribe").unwrap(),
+        ),
+    )
+    .await
+    .expect("in time")
+    .expect("granted");
+    drop(owner);
+
+    let port = prosody.c2s_port;
+    let alice_jid = "alice\\40a.test@imxp.montague.lit";
+    let (offline, roster, mut romeo) = blocking(move || {
+        let mut romeo = XmppClient::login("romeo@montague.lit", "romeo-pw", port);
+        romeo.command(json!({"cmd": "presence", "to": alice_jid, "type": "subscribe"}));
+        // The server may pass the `subscribed` on as a presence or only as
+        // a roster push: skip it, and read the roster below.
+        let mut offline = presence_from(&mut romeo, alice_jid);
+        if offline.as_ref().is_some_and(|p| p["type"] == "subscribed") {
+            offline = presence_from(&mut romeo, alice_jid);
+        }
+        romeo.command(json!({"cmd": "roster"}));
+        let roster = romeo.next("roster", TIMEOUT);
+        (offline, roster, romeo)
+    })
+    .await;
+    let offline = offline.expect("alice's current presence");
+    assert_eq!(offline["type"], "unavailable", "{offline}");
+    assert_eq!(offline["from"], format!("{alice_jid}/imxp"));
+    let roster = roster.expect("romeo's roster");
+    assert_eq!(
+        roster["items"][alice_jid], "to",
+        "the gateway said subscribed: {roster}"
+    );
+
+    // alice attaches: romeo sees her available.
+    let alice = a
+        .attach(&ca, "alice@a.test", "secret-alice", "alice@a.test")
+        .await
+        .expect("alice attaches");
+    let (online, mut romeo) = blocking(move || {
+        let online = presence_from(&mut romeo, alice_jid);
+        (online, romeo)
+    })
+    .await;
+    let online = online.expect("alice's presence when she attaches");
+    assert_eq!(online["type"], "available", "{online}");
+    assert_eq!(online["from"], format!("{alice_jid}/imxp"));
+
+    // She detaches: unavailable again.
+    drop(alice);
+    let (gone, romeo) = blocking(move || {
+        let gone = presence_from(&mut romeo, alice_jid);
+        (gone, romeo)
+    })
+    .await;
+    let gone = gone.expect("alice's presence when she leaves");
+    assert_eq!(gone["type"], "unavailable", "{gone}");
+    drop(romeo);
     a.stop().await;
     b.stop().await;
 }

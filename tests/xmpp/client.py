@@ -22,6 +22,8 @@ Commands read:
                                               <e2e/> text unchanged)
   {"cmd": "presence", "to"?, "type"?, "tag"?} send presence (subscribe,
                                               subscribed, unavailable, ...)
+  {"cmd": "roster"}                           report the roster: {"event":
+                                              "roster", "items": {jid: subscription}}
   {"cmd": "quit"}                             disconnect and exit
 """
 
@@ -65,6 +67,8 @@ class Client(slixmpp.ClientXMPP):
         self.roster.auto_subscribe = False
 
     async def on_start(self, _event):
+        # With the roster requested, the server pushes its changes.
+        await self.get_roster()
         self.send_presence()
         emit({"event": "ready"})
         # asyncio keeps only weak references to tasks: hold this one, or
@@ -156,6 +160,10 @@ class Client(slixmpp.ClientXMPP):
                     element = ET.SubElement(msg.xml, "{%s}e2e" % E2E_NS)
                     element.text = command["e2e"]
                 msg.send()
+            elif kind == "roster":
+                emit({"event": "roster", "items": {
+                    str(jid): self.client_roster[jid]["subscription"]
+                    for jid in self.client_roster}})
             elif kind == "presence":
                 self.send_presence(pto=command.get("to"), ptype=command.get("type"))
             emit({"event": "sent", "tag": command.get("tag")})

@@ -298,6 +298,33 @@ pub(crate) fn error_reply(
     )
 }
 
+/// A presence stanza (RFC 6121 §4): `presence_type` `None` is available.
+pub(crate) fn presence(
+    from: &str,
+    to: &str,
+    id: &str,
+    presence_type: Option<&str>,
+    status: Option<&str>,
+) -> String {
+    let presence_type = presence_type.map_or(String::new(), |t| format!(" type='{}'", escape(t)));
+    let status = status.map_or(String::new(), |s| format!("<status>{}</status>", escape(s)));
+    if status.is_empty() {
+        format!(
+            "<presence from='{}' to='{}' id='{}'{presence_type}/>",
+            escape(from),
+            escape(to),
+            escape(id)
+        )
+    } else {
+        format!(
+            "<presence from='{}' to='{}' id='{}'{presence_type}>{status}</presence>",
+            escape(from),
+            escape(to),
+            escape(id)
+        )
+    }
+}
+
 /// An XEP-0199 ping to the server, the round trip that confirms what was
 /// sent before it (docs/decisions.md, "XMPP gateway").
 pub(crate) fn ping(from: &str, to: &str, id: &str) -> String {
