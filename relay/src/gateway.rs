@@ -52,7 +52,8 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 /// Messages written before one confirming ping.
 const MAX_BATCH: usize = 256;
-/// Inbound stanzas being written to the spool at once, per gateway.
+/// Inbound messages being queued at once, per gateway; beyond it the
+/// gateway stops reading the stream until one is done (backpressure).
 const MAX_INBOUND: usize = 256;
 
 /// The gateways of a relay, by APEX domain.
@@ -634,7 +635,7 @@ async fn serve(
                                     continue;
                                 }
                             };
-                            handle(ctx, link, stanza, &mut pending, &mut batches, &replies, &inbound, &limits);
+                            handle(ctx, link, stanza, &mut pending, &mut batches, &replies, &inbound, &limits).await;
                         }
                         Frame::Oversized(head) => {
                             refuse_oversized(settings, &head, &replies);
@@ -656,7 +657,7 @@ async fn serve(
 
 /// One stanza from the server.
 #[allow(clippy::too_many_arguments)]
-fn handle(
+async fn handle(
     ctx: &Arc<Context>,
     link: &Arc<Link>,
     stanza: Stanza,
@@ -735,14 +736,9 @@ fn handle(
             }
         }
         Kind::Message => {
-            let Ok(permit) = inbound.clone().try_acquire_owned() else {
-                answer_error(
-                    replies,
-                    &stanza,
-                    "wait",
-                    "resource-constraint",
-                    "too many messages in progress",
-                );
+            // Backpressure: with MAX_INBOUND messages being queued, stop
+            // reading the stream until one is done (TCP tells the server).
+            let Ok(permit) = inbound.clone().acquire_owned().await else {
                 return;
             };
             let ctx = ctx.clone();

@@ -22,6 +22,7 @@ Commands read:
                                               <e2e/> text unchanged)
   {"cmd": "presence", "to"?, "type"?, "tag"?} send presence (subscribe,
                                               subscribed, unavailable, ...)
+  {"cmd": "flood", "to", "count", "prefix"?}  send count chat messages "prefix n"
   {"cmd": "roster"}                           report the roster: {"event":
                                               "roster", "items": {jid: subscription}}
   {"cmd": "quit"}                             disconnect and exit
@@ -160,6 +161,13 @@ class Client(slixmpp.ClientXMPP):
                     element = ET.SubElement(msg.xml, "{%s}e2e" % E2E_NS)
                     element.text = command["e2e"]
                 msg.send()
+            elif kind == "flood":
+                for n in range(int(command["count"])):
+                    msg = self.make_message(mto=command["to"], mtype="chat")
+                    msg["body"] = "%s %d" % (command.get("prefix", "flood"), n)
+                    msg.send()
+                    if n % 100 == 99:
+                        await asyncio.sleep(0)
             elif kind == "roster":
                 emit({"event": "roster", "items": {
                     str(jid): self.client_roster[jid]["subscription"]
