@@ -14,7 +14,7 @@ use imxp_client::payload::text_data;
 use imxp_e2e::keyring::Keys;
 use imxp_e2e::protect::{self, Protection};
 use imxp_e2e::{ImUri, Scheme, Verdict, mime, smime};
-use imxp_tests::relays::{RelaySpec, TestCa, TestRelay, loopback_listener};
+use imxp_tests::relays::{RelaySpec, TestCa, TestRelay, imxp_binary, loopback_listener};
 use imxp_tests::xmpp::{Prosody, XmppClient};
 use serde_json::json;
 use std::time::Duration;
@@ -485,6 +485,133 @@ async fn an_xmpp_user_subscribes_to_an_imxp_user_and_sees_her_come_online() {
     .await;
     let gone = gone.expect("alice's presence when she leaves");
     assert_eq!(gone["type"], "unavailable", "{gone}");
+    drop(romeo);
+    a.stop().await;
+    b.stop().await;
+}
+
+/// `imxp` as bob at B, with `args`.
+fn imxp(b: &TestRelay, files: &std::path::Path) -> std::process::Command {
+    let mut command = std::process::Command::new(imxp_binary());
+    command
+        .arg("--relay")
+        .arg(b.edge.to_string())
+        .arg("--ca")
+        .arg(files.join("ca.pem"))
+        .arg("--server-name")
+        .arg("b.test")
+        .arg("--user")
+        .arg("bob@b.test")
+        .arg("--password-file")
+        .arg(files.join("bob.password"));
+    command
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imxp_listen_verifies_an_smime_message_echoed_through_xmpp() {
+    let base = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let (prosody, a, b) = setup(base.path(), &ca).await;
+    let files = base.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    ca.write(&files);
+    std::fs::write(files.join("bob.password"), "secret-bob\n").unwrap();
+    let keyring = files.join("keyring");
+    let keys = |args: &[&str]| {
+        let output = std::process::Command::new(imxp_binary())
+            .arg("keys")
+            .arg("--keyring")
+            .arg(&keyring)
+            .args(args)
+            .output()
+            .expect("imxp keys runs");
+        assert!(output.status.success(), "imxp keys {args:?}: {output:?}");
+    };
+    let (ca_pem, ca_key) = (files.join("smime-ca.pem"), files.join("smime-ca.key"));
+    keys(&[
+        "test-ca",
+        "--cert",
+        ca_pem.to_str().unwrap(),
+        "--key",
+        ca_key.to_str().unwrap(),
+    ]);
+    keys(&[
+        "generate",
+        "--smime",
+        "bob@b.test",
+        "--ca",
+        ca_pem.to_str().unwrap(),
+        "--ca-key",
+        ca_key.to_str().unwrap(),
+    ]);
+    let port = prosody.c2s_port;
+    let mut romeo =
+        blocking(move || XmppClient::login("romeo@montague.lit", "romeo-pw", port)).await;
+
+    let mut listen = imxp(&b, &files);
+    listen
+        .args([
+            "listen",
+            "--as",
+            "bob@b.test",
+            "--json",
+            "--count",
+            "1",
+            "--keyring",
+        ])
+        .arg(&keyring)
+        .stdout(std::process::Stdio::piped());
+    let listener = listen.spawn().expect("imxp listen runs");
+    // Let the listener attach before the echo comes back.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sent = imxp(&b, &files)
+        .args([
+            "send",
+            "--from",
+            "bob/appl=cli@b.test",
+            "--to",
+            "romeo%montague.lit@xmpp.a.test",
+            "--sign",
+            "--smime",
+            "--subject",
+            "signed, through XMPP and back",
+            "--keyring",
+        ])
+        .arg(&keyring)
+        .arg("a rose by any other name")
+        .output()
+        .expect("imxp send runs");
+    assert!(sent.status.success(), "{sent:?}");
+    // romeo's client sends the <e2e/> object back, unchanged, to bob
+    // (the sender was bob's command-line subaddress; his listener is bob).
+    let (received, mut romeo) = blocking(move || {
+        let received = romeo.next_message(TIMEOUT);
+        (received, romeo)
+    })
+    .await;
+    let received = received.expect("romeo got the signed message");
+    assert_eq!(
+        received["from"],
+        "bob\\2fappl=cli\\40b.test@imxp.montague.lit"
+    );
+    romeo.command(json!({
+        "cmd": "message", "to": "bob\\40b.test@imxp.montague.lit", "type": "chat",
+        "e2e": received["e2e"].as_str().expect("an <e2e/> object"),
+    }));
+    let output = tokio::time::timeout(
+        TIMEOUT,
+        tokio::task::spawn_blocking(move || listener.wait_with_output()),
+    )
+    .await
+    .expect("imxp listen got the echo in time")
+    .unwrap()
+    .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let line: serde_json::Value =
+        serde_json::from_slice(output.stdout.split(|&b| b == b'\n').next().unwrap())
+            .expect("one JSON line");
+    assert_eq!(line["verdict"], "verified", "{line}");
+    assert_eq!(line["verified"], true, "{line}");
     drop(romeo);
     a.stop().await;
     b.stop().await;
