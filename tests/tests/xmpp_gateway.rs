@@ -286,6 +286,24 @@ async fn smime_crosses_unchanged_and_errors_and_limits_are_mapped() {
         status.destinations[0].reply.text
     );
 
+    // An address that leads back into the gateway's own component is a
+    // loop: refused at once (550), reported.
+    let (mut data, content) = text_data(
+        &ep("bob@b.test"),
+        &[ep("bob\\40b.test%imxp.montague.lit@xmpp.a.test")],
+        "round and round",
+    );
+    data.options.push(ApexOption::status_request(62));
+    bob.send_data(&data, &content).await.expect("B accepts");
+    let status = next_report(&mut bob).await;
+    assert_eq!(status.trans_id, 62);
+    assert_eq!(status.destinations[0].reply.code.0, 550);
+    assert!(
+        status.destinations[0].reply.text.contains("a loop"),
+        "{:?}",
+        status.destinations[0].reply.text
+    );
+
     // S/MIME-signed Message/CPIM: into XMPP in <e2e/>, echoed back by the
     // client, and back at bob octet for octet; the signature verifies.
     let (ca_cert, ca_key) = smime::generate_ca("xmpp test CA").unwrap();
