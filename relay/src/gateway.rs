@@ -762,6 +762,9 @@ async fn handle(
             });
         }
         Kind::Presence => {
+            let Ok(permit) = inbound.clone().acquire_owned().await else {
+                return;
+            };
             let ctx = ctx.clone();
             let link = link.clone();
             let replies = replies.clone();
@@ -779,6 +782,7 @@ async fn handle(
                     );
                     answer_error(&replies, &stanza, error_type, condition, &text);
                 }
+                drop(permit);
             });
         }
     }

@@ -70,6 +70,7 @@ const RESTART_ONLY: &[(&str, Carry)] = &[
     }),
     ("queue", |o, n| carry(&o.queue, &mut n.queue)),
     ("hold", |o, n| carry(&o.hold, &mut n.hold)),
+    ("gateway", |o, n| carry(&o.gateways, &mut n.gateways)),
 ];
 
 /// Sets `new` to `old` if they differ; says whether they did.
