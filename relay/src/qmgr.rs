@@ -1,7 +1,9 @@
 //! The dispatcher (the queue manager, in Postfix's words): the one place
-//! that decides what to try next and records what came of it. It claims
-//! due datagrams (woken by the spool's change notifications and by the
-//! earliest due time) and datagrams held for an endpoint that just
+//! that decides what to try next and records what came of it. It takes
+//! the datagrams the spool claimed as it queued them
+//! ([`Spool::fresh_claims`]: the common case, one spool operation less per
+//! datagram), claims due datagrams (woken by the spool's change
+//! notifications and by the earliest due time) and datagrams held for an endpoint that just
 //! attached (`hold4Endpoint`, RFC 3342 §3, requested through
 //! [`crate::hold::Release`]); hands them to delivery with a bounded
 //! number in flight overall and per destination; records the typed
@@ -65,7 +67,52 @@ impl Dispatcher {
 
     /// Runs until `stop`; then waits for the deliveries in flight.
     pub(crate) async fn run(self: Arc<Self>, stop: CancellationToken) {
-        tokio::join!(self.clone().run_due(stop.clone()), self.run_releases(stop));
+        tokio::join!(
+            self.clone().run_fresh(stop.clone()),
+            self.clone().run_due(stop.clone()),
+            self.run_releases(stop)
+        );
+    }
+
+    /// Datagrams claimed by the spool in the commit that queued them
+    /// ([`Spool::fresh_claims`]): deliver and record, with no claim of
+    /// their own. Up to `max_in_flight` wait in the hand-over; beyond
+    /// that the spool queues new datagrams for [`Dispatcher::run_due`].
+    async fn run_fresh(self: Arc<Self>, stop: CancellationToken) {
+        let Some(mut fresh) = self
+            .spool
+            .fresh_claims(self.ctx.config().queue.max_in_flight)
+        else {
+            tracing::error!("the fresh-claim loop runs once per relay");
+            return;
+        };
+        let tasks = TaskTracker::new();
+        loop {
+            let next = tokio::select! {
+                next = fresh.recv() => next,
+                () = stop.cancelled() => None,
+            };
+            let Some(next) = next else { break };
+            let permit = tokio::select! {
+                permit = self.in_flight.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+                () = stop.cancelled() => break,
+            };
+            let id = next.claim.envelope.id;
+            self.busy.lock().insert(id);
+            let this = self.clone();
+            tasks.spawn(async move {
+                this.deliver_claim(next.claim, Bytes::from(next.content))
+                    .await;
+                drop(permit);
+                this.busy.lock().remove(&id);
+                this.finished.notify_one();
+            });
+        }
+        tasks.close();
+        tasks.wait().await;
     }
 
     /// Due datagrams: scan, claim, deliver, record.
@@ -152,6 +199,12 @@ impl Dispatcher {
         let Some(content) = self.content(&claim).await else {
             return;
         };
+        self.deliver_claim(claim, content).await;
+    }
+
+    /// The work of a claim with its content: report what is owed,
+    /// deliver, record.
+    async fn deliver_claim(&self, claim: Claim, content: Bytes) {
         // Reports owed from before (expiry now, or handed out before a
         // restart): send them first.
         self.report(&claim.envelope, &content, &claim.report_due)

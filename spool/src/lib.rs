@@ -44,6 +44,6 @@ pub use record::{
 };
 pub use retry::{Retry, RetryPolicy};
 pub use spool::{
-    Claim, Clock, CommitObserver, CommitSample, CommitStats, Enqueued, HeldUsage, HoldPolicy,
-    IdOrigin, NewDatagram, Outcome, Pending, Recorded, Spool, SpoolConfig, Superseding,
+    Claim, Clock, CommitObserver, CommitSample, CommitStats, Enqueued, FreshClaim, HeldUsage,
+    HoldPolicy, IdOrigin, NewDatagram, Outcome, Pending, Recorded, Spool, SpoolConfig, Superseding,
 };

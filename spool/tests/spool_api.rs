@@ -1039,6 +1039,70 @@ fn group_commit_batches_concurrent_producers(kind: EngineKind) {
     assert_clean(&spool);
 }
 
+/// Enqueues claimed in their own commit while the relay's receiver has
+/// room; queued due now when it is full; a duplicate is not handed out; a
+/// claim not taken before a stop is reset at the next open.
+fn fresh_claims_at_enqueue(kind: EngineKind) {
+    let env = Env::new(kind);
+    {
+        let spool = env.open();
+        let mut fresh = spool.fresh_claims(1).unwrap();
+        assert!(spool.fresh_claims(1).is_none(), "one receiver only");
+        let d = datagram(id(1), &["bob@b.example"], QueueOptions::default());
+        spool.enqueue(d.clone()).wait().unwrap();
+        let f = fresh.try_recv().unwrap();
+        assert_eq!(f.content, d.content);
+        assert_eq!(f.claim.attempt, vec![0]);
+        assert!(f.claim.report_due.is_empty() && f.claim.expired.is_empty());
+        let stored = spool.get(id(1)).unwrap().unwrap();
+        assert_eq!(
+            stored.recipients[0].state,
+            RecipientState::InFlight {
+                since_ms: env.now()
+            }
+        );
+        assert_eq!(stored.recipients[0].attempts, 1);
+        assert_eq!(f.claim.envelope, stored);
+        assert!(spool.due_now(10).unwrap().is_empty());
+        assert!(spool.claim(id(1)).wait().unwrap().is_none());
+        assert_clean(&spool);
+        // A resend of it: a duplicate, nothing handed out.
+        assert_eq!(spool.enqueue(d).wait().unwrap(), Enqueued::Duplicate(id(1)));
+        assert!(fresh.try_recv().is_err());
+        // Recorded like any claim.
+        let r = spool
+            .record(id(1), vec![(0, Outcome::Delivered { via: None })])
+            .wait()
+            .unwrap()
+            .unwrap();
+        assert!(r.removed);
+        // The receiver holds one: the second waits there, the third is
+        // queued due now for a scan.
+        for n in [2, 3] {
+            spool
+                .enqueue(datagram(id(n), &["bob@b.example"], QueueOptions::default()))
+                .wait()
+                .unwrap();
+        }
+        assert_eq!(spool.due_now(10).unwrap(), vec![(env.now(), id(3))]);
+        assert_eq!(
+            spool.get(id(3)).unwrap().unwrap().recipients[0].state,
+            RecipientState::Queued { due_ms: env.now() }
+        );
+        assert_clean(&spool);
+        // id(2) stays in the receiver, untaken, as the relay stops.
+    }
+    env.advance(5);
+    let spool = env.open();
+    assert_eq!(spool.open_report().resumed, 1);
+    assert_eq!(
+        spool.get(id(2)).unwrap().unwrap().recipients[0].state,
+        RecipientState::Queued { due_ms: env.now() }
+    );
+    assert_eq!(spool.due_now(10).unwrap().len(), 2);
+    assert_clean(&spool);
+}
+
 macro_rules! both_engines {
     ($($test:ident),* $(,)?) => {
         mod redb {
@@ -1068,4 +1132,5 @@ both_engines!(
     quarantine_and_repair,
     undecodable_record_met_by_operations_is_quarantined,
     group_commit_batches_concurrent_producers,
+    fresh_claims_at_enqueue,
 );

@@ -125,8 +125,18 @@ pub async fn wait_listening(port: u16) {
 pub fn queued(dir: &Path) -> usize {
     use imxp_spool::admin::{Filter, Reply, Request, Response};
     let socket = dir.join(imxp_spool::admin::SOCKET_NAME);
-    let mut client =
-        imxp_spool::admin::Client::connect(&socket, Duration::from_secs(10)).expect("admin socket");
+    // A relay listens on its edge port before its admin socket: a caller
+    // that just saw the port open may be early.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut client = loop {
+        match imxp_spool::admin::Client::connect(&socket, Duration::from_secs(10)) {
+            Ok(client) => break client,
+            Err(_) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(error) => panic!("admin socket {}: {error}", socket.display()),
+        }
+    };
     match client
         .call(&Request::List {
             filter: Filter::default(),

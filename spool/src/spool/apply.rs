@@ -11,7 +11,8 @@ use super::index::{index_keys, write_envelope};
 use super::op::{Ctx, Fix, Op};
 use super::overlay::View;
 use super::pending::Output;
-use super::{Enqueued, IdOrigin, NewDatagram, Superseding};
+use super::transitions::claim_due;
+use super::{Enqueued, FreshClaim, IdOrigin, NewDatagram, Superseding};
 use crate::engine::Tree;
 use crate::error::SpoolError;
 use crate::keys;
@@ -28,7 +29,7 @@ fn validate_endpoint(e: &str) -> Result<(), SpoolError> {
 }
 pub(super) fn apply(view: &mut View<'_>, op: Op, ctx: &Ctx<'_>) -> Result<Output, SpoolError> {
     match op {
-        Op::Enqueue(d) => enqueue_op(view, d, ctx),
+        Op::Enqueue(d) => enqueue_op(view, d, ctx, false).map(|(out, _)| out),
         Op::Supersede { datagram, old } => {
             let mut in_flight = Vec::new();
             for old in old {
@@ -45,7 +46,7 @@ pub(super) fn apply(view: &mut View<'_>, op: Op, ctx: &Ctx<'_>) -> Result<Output
                     write_envelope(view, &old, Some(&envelope), None)?;
                 }
             }
-            let Output::Enqueued(enqueued) = enqueue_op(view, datagram, ctx)? else {
+            let (Output::Enqueued(enqueued), _) = enqueue_op(view, datagram, ctx, false)? else {
                 unreachable!("enqueue answers Enqueued");
             };
             Ok(Output::Superseding(Superseding {
@@ -185,7 +186,26 @@ fn remember(view: &mut View<'_>, id: &DatagramId, now: u64) -> Result<(), SpoolE
     Ok(())
 }
 
-fn enqueue_op(view: &mut View<'_>, d: NewDatagram, ctx: &Ctx<'_>) -> Result<Output, SpoolError> {
+/// Applies [`Op::Enqueue`] with its datagram claimed in the same write
+/// (see [`super::FreshClaim`]): `None` for the claim if the datagram was a
+/// duplicate.
+pub(super) fn enqueue_claimed(
+    view: &mut View<'_>,
+    d: NewDatagram,
+    ctx: &Ctx<'_>,
+) -> Result<(Output, Option<FreshClaim>), SpoolError> {
+    enqueue_op(view, d, ctx, true)
+}
+
+/// Queues a datagram (all recipients due now), or, with `claim`, queues it
+/// with its recipients already in flight and returns the claim with the
+/// content.
+fn enqueue_op(
+    view: &mut View<'_>,
+    d: NewDatagram,
+    ctx: &Ctx<'_>,
+    claim: bool,
+) -> Result<(Output, Option<FreshClaim>), SpoolError> {
     if d.recipients.is_empty() {
         return Err(SpoolError::Invalid("a datagram needs a recipient".into()));
     }
@@ -199,12 +219,12 @@ fn enqueue_op(view: &mut View<'_>, d: NewDatagram, ctx: &Ctx<'_>) -> Result<Outp
         && let Ok(b) = <[u8; 8]>::try_from(seen.as_slice())
         && u64::from_be_bytes(b).saturating_add(ctx.dedup_window_ms) > now
     {
-        return Ok(Output::Enqueued(Enqueued::Duplicate(d.id)));
+        return Ok((Output::Enqueued(Enqueued::Duplicate(d.id)), None));
     }
     if view.get(Tree::Envelopes, d.id.as_bytes())?.is_some() {
-        return Ok(Output::Enqueued(Enqueued::Duplicate(d.id)));
+        return Ok((Output::Enqueued(Enqueued::Duplicate(d.id)), None));
     }
-    let env = Envelope {
+    let mut env = Envelope {
         id: d.id,
         originator: d.originator,
         recipients: d
@@ -225,12 +245,20 @@ fn enqueue_op(view: &mut View<'_>, d: NewDatagram, ctx: &Ctx<'_>) -> Result<Outp
         admin_hold: false,
         arrival: ctx.next_arrival(),
     };
+    let fresh = if claim {
+        claim_due(&mut env, now, None).map(|claim| FreshClaim {
+            claim,
+            content: d.content.clone(),
+        })
+    } else {
+        None
+    };
     view.put(Tree::Content, d.id.as_bytes().to_vec(), d.content);
     write_envelope(view, &d.id, None, Some(&env))?;
     if derived {
         remember(view, &d.id, now)?;
     }
-    Ok(Output::Enqueued(Enqueued::Queued(d.id)))
+    Ok((Output::Enqueued(Enqueued::Queued(d.id)), fresh))
 }
 
 /// Loads an envelope through the view; an undecodable one is quarantined in

@@ -2,15 +2,22 @@
 //! [`SpoolConfig::max_batch`]), applies them in order to one overlay
 //! ([`View`]), commits the batch with one durable [`Engine::commit`], and
 //! only then answers each job. A failed commit poisons the spool.
+//!
+//! While the relay's receiver of [`super::Spool::fresh_claims`] has room,
+//! an enqueue is claimed in the write that queues it, and the claim is
+//! handed over after the commit; without room, the datagram is queued due
+//! now and the relay finds it by scanning, so a relay that falls behind
+//! holds no more than the receiver's capacity in memory.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::time::Instant;
 
 use tokio::sync::watch;
 
-use super::apply::{apply, quarantine_op};
+use super::FreshClaim;
+use super::apply::{apply, enqueue_claimed, quarantine_op};
 use super::op::{Ctx, Job, Op};
 use super::overlay::View;
 use super::{CommitSample, SpoolConfig};
@@ -27,6 +34,7 @@ pub(super) fn committer_loop(
     poisoned: &AtomicBool,
     commits: &AtomicU64,
     operations: &AtomicU64,
+    fresh: &Mutex<Option<tokio::sync::mpsc::Sender<FreshClaim>>>,
 ) {
     let mut generation = 0u64;
     let arrival = std::cell::Cell::new(0u64);
@@ -54,21 +62,39 @@ pub(super) fn committer_loop(
             arrival: &arrival,
             usage: HashMap::new(),
         };
+        let fresh_tx = fresh.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut handed = Vec::new();
         let mut view = View::new(engine);
         let mut results = Vec::with_capacity(jobs.len());
         let mut replies = Vec::with_capacity(jobs.len());
         let mut wake = false;
         let mut corrupt = Vec::new();
         for job in jobs {
-            wake |= matches!(
-                job.op,
-                Op::Enqueue(_)
-                    | Op::Supersede { .. }
-                    | Op::Mutate { .. }
-                    | Op::Import { .. }
-                    | Op::Repair(_)
-            );
-            let r = apply(&mut view, job.op, &ctx);
+            let permit = match (&job.op, &fresh_tx) {
+                (Op::Enqueue(_), Some(tx)) => tx.try_reserve().ok(),
+                _ => None,
+            };
+            let r = match (job.op, permit) {
+                (Op::Enqueue(d), Some(permit)) => {
+                    enqueue_claimed(&mut view, d, &ctx).map(|(out, claim)| {
+                        if let Some(claim) = claim {
+                            handed.push((permit, claim));
+                        }
+                        out
+                    })
+                }
+                (op, _) => {
+                    wake |= matches!(
+                        op,
+                        Op::Enqueue(_)
+                            | Op::Supersede { .. }
+                            | Op::Mutate { .. }
+                            | Op::Import { .. }
+                            | Op::Repair(_)
+                    );
+                    apply(&mut view, op, &ctx)
+                }
+            };
             view.finish_op(r.is_ok());
             if let Err(SpoolError::Corrupt { id, reason }) = &r {
                 corrupt.push((*id, reason.clone()));
@@ -108,6 +134,11 @@ pub(super) fn committer_loop(
                     }
                 }
                 operations.fetch_add(results.len() as u64, Ordering::Relaxed);
+                // Durable now: hand the fresh claims over (their room was
+                // reserved, so this never waits).
+                for (permit, claim) in handed {
+                    permit.send(claim);
+                }
                 for (r, reply) in results.into_iter().zip(replies) {
                     if let Some(reply) = reply {
                         let _ = reply.send(r);

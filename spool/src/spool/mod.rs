@@ -72,8 +72,8 @@ pub use lock::{LOCK_FILE, is_locked};
 pub use op::Fix;
 pub use pending::Pending;
 pub use types::{
-    Claim, CommitStats, Enqueued, IdOrigin, NewDatagram, OpenReport, Outcome, RawEntry, Recorded,
-    Superseding,
+    Claim, CommitStats, Enqueued, FreshClaim, IdOrigin, NewDatagram, OpenReport, Outcome, RawEntry,
+    Recorded, Superseding,
 };
 
 use committer::committer_loop;
@@ -107,6 +107,9 @@ struct Inner {
     commits: Arc<AtomicU64>,
     operations: Arc<AtomicU64>,
     changed: watch::Receiver<u64>,
+    /// Where the committer hands claims made at enqueue
+    /// ([`Spool::fresh_claims`]); `None` until the relay asks.
+    fresh: Arc<Mutex<Option<tokio::sync::mpsc::Sender<FreshClaim>>>>,
     open_report: OpenReport,
     _lock: LockFile,
 }
@@ -188,7 +191,9 @@ impl Spool {
         let poisoned = Arc::new(AtomicBool::new(false));
         let commits = Arc::new(AtomicU64::new(0));
         let operations = Arc::new(AtomicU64::new(0));
+        let fresh = Arc::new(Mutex::new(None));
         let committer = {
+            let fresh = fresh.clone();
             let engine = engine.clone();
             let config = config.clone();
             let poisoned = poisoned.clone();
@@ -205,6 +210,7 @@ impl Spool {
                         &poisoned,
                         &commits,
                         &operations,
+                        &fresh,
                     );
                 })
                 .map_err(|e| SpoolError::io(&dir, e))?
@@ -220,6 +226,7 @@ impl Spool {
                 commits,
                 operations,
                 changed: changed_rx,
+                fresh,
                 open_report: OpenReport::default(),
                 _lock: lock,
             }),
@@ -332,6 +339,24 @@ impl Spool {
             commits: self.inner.commits.load(Ordering::Relaxed),
             operations: self.inner.operations.load(Ordering::Relaxed),
         }
+    }
+
+    /// From now on, enqueues are claimed in the commit that queues them
+    /// while this receiver has room for them (up to `capacity` waiting),
+    /// and handed to it once durable ([`FreshClaim`]); the others are
+    /// queued due now as before. For the relay's dispatcher, which then
+    /// needs no separate [`Spool::claim`] for most datagrams. `None` if a
+    /// receiver was already taken. Dropping the receiver ends the hand-over;
+    /// claims it did not take stay in flight until the next open resets
+    /// them, like any claim outstanding at a stop.
+    pub fn fresh_claims(&self, capacity: usize) -> Option<tokio::sync::mpsc::Receiver<FreshClaim>> {
+        let mut slot = self.inner.fresh.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_some() {
+            return None;
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+        *slot = Some(tx);
+        Some(rx)
     }
 
     fn submit<T>(&self, op: Op, map: fn(Output) -> T) -> Pending<T> {

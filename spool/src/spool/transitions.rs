@@ -440,7 +440,7 @@ fn claim_reports(env: &mut Envelope, now: u64) -> Vec<usize> {
     }
     out
 }
-fn claim_due(env: &mut Envelope, now: u64, held_for: Option<&str>) -> Option<Claim> {
+pub(super) fn claim_due(env: &mut Envelope, now: u64, held_for: Option<&str>) -> Option<Claim> {
     if env.admin_hold {
         return None;
     }

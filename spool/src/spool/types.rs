@@ -97,6 +97,22 @@ pub struct Claim {
     pub transient_due: Vec<usize>,
 }
 
+/// A datagram claimed in the commit that queued it, handed to the
+/// receiver of [`Spool::fresh_claims`] once that commit is durable.
+///
+/// Its recipients went in flight at enqueue, so it needs no separate claim
+/// (one operation and one envelope write less per datagram) and its
+/// content comes along (no read of the content tree). It is otherwise an
+/// ordinary claim: attempt, then [`Spool::record`]; if the relay stops
+/// before that, the next open resets it to due now like any claim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FreshClaim {
+    /// The claim (every recipient in `attempt`).
+    pub claim: Claim,
+    /// The content, as queued.
+    pub content: Vec<u8>,
+}
+
 /// The outcome of one delivery attempt for one recipient.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
