@@ -90,7 +90,7 @@ pub(crate) struct Prepared {
     sink_domain: String,
 }
 
-async fn connect(
+pub(crate) async fn connect(
     edge: SocketAddr,
     domain: &str,
     tls: &Arc<rustls::ClientConfig>,
@@ -301,7 +301,7 @@ impl Prepared {
 }
 
 /// The sequence number at the start of a content.
-fn sequence(content: &[u8]) -> Option<usize> {
+pub(crate) fn sequence(content: &[u8]) -> Option<usize> {
     let digits = std::str::from_utf8(content.get(..HEADER_LEN - 1)?).ok()?;
     usize::from_str_radix(digits, 16).ok()
 }

@@ -9,11 +9,15 @@
 //! CPU per datagram and RSS of each relay (`/proc/PID/stat`, `status`),
 //! and spool commits per datagram (the admin socket's stats). `--rate R`
 //! sends at a fixed rate instead of as fast as accepted.
+//!
+//! The scale scenarios (`backlog`, `restart`, `idle`; module `scale`) use
+//! the same relays and report their own figures.
 
 mod load;
 mod procfs;
 mod relays;
 mod report;
+mod scale;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -31,6 +35,13 @@ struct Cli {
 enum Command {
     /// Senders → imxpd a.test → imxpd b.test → sinks, real processes.
     Relay(RelayArgs),
+    /// Queue N datagrams at a.test with b.test down, then drain them.
+    Backlog(scale::backlog::Args),
+    /// SIGKILL a relay holding N queued datagrams: time until it accepts
+    /// and delivers again.
+    Restart(scale::restart::Args),
+    /// Attach N endpoints over many sessions: relay memory per endpoint.
+    Idle(scale::idle::Args),
 }
 
 #[derive(clap::Args)]
@@ -74,8 +85,30 @@ struct RelayArgs {
 }
 
 fn main() -> anyhow::Result<()> {
-    let Command::Relay(args) = Cli::parse().command;
-    tokio::runtime::Runtime::new()?.block_on(relay(args))
+    let runtime = tokio::runtime::Runtime::new()?;
+    match Cli::parse().command {
+        Command::Relay(args) => runtime.block_on(relay(args)),
+        Command::Backlog(args) => {
+            let imxpd = imxpd_path(&args.common.imxpd)?;
+            runtime.block_on(scale::backlog::run(args, &imxpd))
+        }
+        Command::Restart(args) => {
+            let imxpd = imxpd_path(&args.common.imxpd)?;
+            runtime.block_on(scale::restart::run(args, &imxpd))
+        }
+        Command::Idle(args) => {
+            let imxpd = imxpd_path(&args.common.imxpd)?;
+            runtime.block_on(scale::idle::run(args, &imxpd))
+        }
+    }
+}
+
+/// `--imxpd`, or the one next to this executable.
+fn imxpd_path(given: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match given {
+        Some(path) => Ok(path.clone()),
+        None => default_imxpd(),
+    }
 }
 
 /// The `imxpd` next to this executable (`target/<profile>/`).
@@ -95,10 +128,7 @@ async fn relay(args: RelayArgs) -> anyhow::Result<()> {
     if let Some(rate) = args.rate {
         anyhow::ensure!(rate > 0.0, "--rate must be positive, not {rate}");
     }
-    let imxpd = match &args.imxpd {
-        Some(path) => path.clone(),
-        None => default_imxpd()?,
-    };
+    let imxpd = imxpd_path(&args.imxpd)?;
     let temporary;
     let base: &Path = match &args.dir {
         Some(dir) => dir,
@@ -202,7 +232,7 @@ async fn relay(args: RelayArgs) -> anyhow::Result<()> {
 }
 
 /// A progress bar on standard error (drawn only on a terminal).
-fn progress_bar(total: u64) -> indicatif::ProgressBar {
+pub(crate) fn progress_bar(total: u64) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
         indicatif::ProgressStyle::with_template(

@@ -139,6 +139,14 @@ impl Relay {
     /// `warn` unless `IMXP_LOG` says otherwise) and waits until its edge
     /// listener and admin socket answer.
     pub(crate) fn start(imxpd: &Path, layout: &Layout) -> anyhow::Result<Self> {
+        let mut relay = Self::spawn(imxpd, layout)?;
+        relay.wait_ready(&layout.dir.join("imxpd.log"))?;
+        Ok(relay)
+    }
+
+    /// Starts `imxpd` on `layout` without waiting for it (see
+    /// [`Relay::wait_listening`]).
+    pub(crate) fn spawn(imxpd: &Path, layout: &Layout) -> anyhow::Result<Self> {
         let log_path = layout.dir.join("imxpd.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -157,12 +165,51 @@ impl Relay {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", imxpd.display()))?;
-        let mut relay = Self {
+        Ok(Self {
             layout: layout.clone(),
             child,
-        };
-        relay.wait_ready(&log_path)?;
-        Ok(relay)
+        })
+    }
+
+    /// Waits until the edge listener takes connections (not the admin
+    /// socket: its statistics walk the whole spool, slow with a large
+    /// one); an error if the process exits or `timeout` passes first.
+    pub(crate) fn wait_listening(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("imxpd for {} exited ({status})", self.layout.domain);
+            }
+            if std::net::TcpStream::connect(self.layout.edge).is_ok() {
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "imxpd for {} did not listen on {} within {timeout:?}",
+                self.layout.domain,
+                self.layout.edge
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub(crate) fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill().context("sending SIGKILL to imxpd")?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// Asks the relay to make every deferred recipient due now (what
+    /// `imxp-spool flush` does).
+    pub(crate) fn flush(&self) -> anyhow::Result<()> {
+        let socket = self.layout.dir.join(admin::SOCKET_NAME);
+        let mut client = admin::Client::connect(&socket, Duration::from_secs(600))
+            .with_context(|| format!("connecting to {}", socket.display()))?;
+        match client.call(&Request::Flush { dry_run: false })? {
+            Response::Ok(_) => Ok(()),
+            other => bail!("{}: flush refused: {other:?}", socket.display()),
+        }
     }
 
     fn wait_ready(&mut self, log_path: &Path) -> anyhow::Result<()> {
