@@ -409,7 +409,7 @@ impl Deliverer {
         let Some(payload) = prepared.payload else {
             return Outcome::Failed(Failure::new(FailureKind::Other, "nothing to deliver"));
         };
-        link.deliver(&envelope.originator, recipient, &payload)
+        link.deliver(&self.ctx, &envelope.originator, recipient, &payload)
             .await
     }
 

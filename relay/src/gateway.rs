@@ -74,6 +74,7 @@ impl Gateways {
                 connected: AtomicBool::new(false),
                 next_id: AtomicU64::new(1),
                 watched: Mutex::new(HashMap::new()),
+                watchers: Mutex::new(HashMap::new()),
             });
             tasks.spawn(run(ctx.clone(), link.clone(), receiver, stop.clone()));
             links.insert(settings.domain.clone(), link);
@@ -98,7 +99,15 @@ pub(crate) struct Link {
     /// presence service's answers name only the transID.
     /// Whether the XMPP user was told `subscribed` yet is the `bool`.
     watched: Mutex<HashMap<(String, u32), (Endpoint, bool)>>,
+    /// imxp users watching XMPP users through `apex=presence@<gateway>`:
+    /// (subscriber endpoint, XMPP user's bare JID) → (transID, the XMPP
+    /// user's endpoint, last known availability). In memory.
+    watchers: Mutex<HashMap<(String, String), Watching>>,
 }
+
+/// An imxp user's subscription to an XMPP user: its transID, the XMPP
+/// user's endpoint, whether the XMPP user was last seen available.
+type Watching = (u32, Endpoint, bool);
 
 /// A message for the connection task to send, and where its fate goes.
 struct Outgoing {
@@ -123,10 +132,14 @@ impl Link {
     /// this gateway's domain) from `originator` as a `<message/>`.
     pub(crate) async fn deliver(
         &self,
+        ctx: &Context,
         originator: &str,
         recipient: &str,
         payload: &Bytes,
     ) -> Outcome {
+        if recipient.starts_with("apex=presence@") {
+            return self.serve_presence(ctx, originator, payload).await;
+        }
         let stanza = if originator.starts_with("apex=presence@") {
             match self.presence_for(recipient, payload) {
                 Ok(Some(stanza)) => stanza,
@@ -143,6 +156,13 @@ impl Link {
                 Err(failure) => return Outcome::Failed(failure),
             }
         };
+        self.send_and_confirm(stanza.0, stanza.1).await
+    }
+
+    /// Sends one stanza (or several in `xml`, `id` being the one an error
+    /// would name) and waits for the ping round trip after it.
+    async fn send_and_confirm(&self, id: String, xml: String) -> Outcome {
+        let stanza = (id, xml);
         if !self.connected.load(Ordering::Acquire) {
             return Outcome::Deferred(Failure::new(
                 FailureKind::Connect,
@@ -192,6 +212,112 @@ impl Link {
     /// A fresh stanza id.
     fn stanza_id(&self) -> String {
         format!("imxp-{}", self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The presence service of the gateway domain (RFC 3343 §4.2 on the
+    /// imxp side, RFC 3922 §6.2 on the XMPP side): an imxp user's
+    /// `subscribe` to `node%domain@<gateway>` becomes an XMPP `subscribe`
+    /// from the user's JID, answered at once with the XMPP user's entry as
+    /// far as the gateway knows it (closed until the XMPP user approves
+    /// and is available); a `terminate` becomes `unsubscribe`.
+    async fn serve_presence(&self, ctx: &Context, originator: &str, payload: &Bytes) -> Outcome {
+        let refuse = |code: imxp_apex::ReplyCode, text: String| {
+            Outcome::Failed(Failure::new(FailureKind::Reply { code: code.0 }, text))
+        };
+        let content = match datagram::parse_stored(payload) {
+            Ok((_, content)) => content,
+            Err(r) => return refuse(r.code, r.text),
+        };
+        let message = match PresenceMessage::from_content(&content) {
+            Ok(message) => message,
+            Err(e) => return refuse(imxp_apex::ReplyCode::PARAMETER_INVALID, e.to_string()),
+        };
+        let from = jid::endpoint_jid(originator, &self.settings.component).to_string();
+        match message {
+            PresenceMessage::Subscribe(subscribe) => {
+                let publisher = subscribe.publisher;
+                if !publisher
+                    .domain()
+                    .canonical()
+                    .eq_ignore_ascii_case(&self.settings.domain)
+                {
+                    return refuse(
+                        imxp_apex::ReplyCode::ACTION_NOT_TAKEN,
+                        format!("{publisher} is not an XMPP user of this gateway"),
+                    );
+                }
+                let target = match jid::recipient_jid(&publisher.local()) {
+                    Ok(target) => target.to_string(),
+                    Err(e) => return refuse(imxp_apex::ReplyCode::ACTION_NOT_TAKEN, e.to_string()),
+                };
+                let key = (originator.to_owned(), target.clone());
+                let available = self
+                    .watchers
+                    .lock()
+                    .get(&key)
+                    .is_some_and(|(_, _, available)| *available);
+                if subscribe.duration != 0 {
+                    let id = self.stanza_id();
+                    let outcome = self
+                        .send_and_confirm(
+                            id.clone(),
+                            stanza::presence(&from, &target, &id, Some("subscribe"), None),
+                        )
+                        .await;
+                    if !matches!(outcome, Outcome::Delivered { .. }) {
+                        return outcome;
+                    }
+                    self.watchers
+                        .lock()
+                        .insert(key, (subscribe.trans_id, publisher.clone(), available));
+                }
+                match publish_entry(
+                    ctx,
+                    &self.settings.domain,
+                    originator,
+                    &publisher,
+                    subscribe.trans_id,
+                    &target,
+                    available,
+                )
+                .await
+                {
+                    Ok(()) => Outcome::Delivered {
+                        via: Some(format!("xmpp:{}", self.settings.server)),
+                    },
+                    Err(text) => Outcome::Deferred(Failure::new(FailureKind::Other, text)),
+                }
+            }
+            PresenceMessage::Terminate { trans_id } => {
+                let ended = {
+                    let mut watchers = self.watchers.lock();
+                    let key = watchers
+                        .iter()
+                        .find(|((subscriber, _), (t, _, _))| {
+                            subscriber == originator && *t == trans_id
+                        })
+                        .map(|(key, _)| key.clone());
+                    key.and_then(|key| watchers.remove(&key).map(|_| key.1))
+                };
+                match ended {
+                    Some(target) => {
+                        let id = self.stanza_id();
+                        self.send_and_confirm(
+                            id.clone(),
+                            stanza::presence(&from, &target, &id, Some("unsubscribe"), None),
+                        )
+                        .await
+                    }
+                    None => Outcome::Delivered {
+                        via: Some(format!("xmpp:{}", self.settings.server)),
+                    },
+                }
+            }
+            other => refuse(
+                imxp_apex::ReplyCode::PARAMETER_NOT_IMPLEMENTED,
+                format!("{} is not offered for XMPP users", other.name()),
+            ),
+        }
     }
 
     /// What the presence service tells an XMPP watcher, as a presence
@@ -988,6 +1114,9 @@ async fn accept_presence(
     let settings = &link.settings;
     let bad = |condition: &'static str, text: String| ("modify", condition, text);
     let presence_type = stanza.stanza_type.as_deref().unwrap_or("available");
+    if matches!(presence_type, "available" | "unavailable" | "unsubscribed") {
+        return availability(ctx, link, stanza, presence_type).await;
+    }
     if !matches!(presence_type, "subscribe" | "unsubscribe" | "probe") {
         return Ok(());
     }
@@ -1056,4 +1185,129 @@ async fn accept_presence(
         .await
         .map_err(|e| internal(e.0))?;
     Ok(())
+}
+
+/// An XMPP user's availability (or `unsubscribed`) sent to an imxp user
+/// who watches it through the gateway: a `publish` (or `terminate`) from
+/// `apex=presence@<gateway>` to the watcher (RFC 3922 §5.1, §6.5).
+async fn availability(
+    ctx: &Arc<Context>,
+    link: &Link,
+    stanza: &Stanza,
+    presence_type: &str,
+) -> Result<(), StanzaRefusal> {
+    let settings = &link.settings;
+    let (Ok(from), Ok(to)) = (
+        Jid::parse(stanza.from.as_deref().unwrap_or("")),
+        Jid::parse(stanza.to.as_deref().unwrap_or("")),
+    ) else {
+        return Ok(());
+    };
+    let Ok(subscriber) = jid::endpoint_of(&to) else {
+        return Ok(());
+    };
+    let key = (subscriber.clone(), from.to_string());
+    let internal = |text: String| ("wait", "internal-server-error", text);
+    if presence_type == "unsubscribed" {
+        let Some((trans_id, _, _)) = link.watchers.lock().remove(&key) else {
+            return Ok(());
+        };
+        return send_service_message(
+            ctx,
+            &settings.domain,
+            &subscriber,
+            PresenceMessage::Terminate { trans_id },
+        )
+        .await
+        .map_err(internal);
+    }
+    let available = presence_type == "available";
+    let found = {
+        let mut watchers = link.watchers.lock();
+        watchers.get_mut(&key).map(|(trans_id, publisher, known)| {
+            *known = available;
+            (*trans_id, publisher.clone())
+        })
+    };
+    let Some((trans_id, publisher)) = found else {
+        return Ok(());
+    };
+    publish_entry(
+        ctx,
+        &settings.domain,
+        &subscriber,
+        &publisher,
+        trans_id,
+        &from.to_string(),
+        available,
+    )
+    .await
+    .map_err(internal)
+}
+
+/// Sends `subscriber` the XMPP user's entry: one tuple `xmpp:<jid>`, open
+/// (available for a day, renewed by every presence) or closed.
+async fn publish_entry(
+    ctx: &Context,
+    gateway: &str,
+    subscriber: &str,
+    publisher: &Endpoint,
+    trans_id: u32,
+    jid: &str,
+    available: bool,
+) -> Result<(), String> {
+    use imxp_apex::access::Timestamp;
+    use imxp_apex::presence::{PresenceEntry, Publish, Tuple};
+    let now = i64::try_from(now_ms()).unwrap_or(i64::MAX);
+    let until = if available {
+        now + 24 * 3600 * 1000
+    } else {
+        now
+    };
+    let presence = PresenceEntry {
+        publisher: publisher.clone(),
+        last_update: Timestamp::from_unix_millis(now),
+        publisher_info: String::new(),
+        tuples: vec![Tuple::new(
+            format!("xmpp:{jid}"),
+            Timestamp::from_unix_millis(until),
+        )],
+    };
+    send_service_message(
+        ctx,
+        gateway,
+        subscriber,
+        PresenceMessage::Publish(Box::new(Publish {
+            publisher: publisher.clone(),
+            trans_id,
+            time_stamp: Timestamp::from_unix_millis(now),
+            presence,
+        })),
+    )
+    .await
+}
+
+/// Queues `message` from `apex=presence@<gateway>` to `subscriber`.
+async fn send_service_message(
+    ctx: &Context,
+    gateway: &str,
+    subscriber: &str,
+    message: PresenceMessage,
+) -> Result<(), String> {
+    let domain = Domain::parse(gateway).map_err(|e| e.to_string())?;
+    let to = Endpoint::parse(subscriber).map_err(|e| e.to_string())?;
+    let (data, content) = message.to_data(imxp_apex::presence::service_endpoint(&domain), to);
+    let payload = Bytes::from(data.to_payload(&content));
+    let mut incoming = match datagram::parse_request(&payload, usize::MAX) {
+        Ok(Request::Data(incoming)) => incoming,
+        Ok(_) => return Err("not a data".into()),
+        Err(refusal) => return Err(refusal.text),
+    };
+    options::at_intake(&ctx.config(), &mut incoming, Source::Mesh, ctx.now_ms())
+        .map_err(|r| r.text)?;
+    ctx.intake
+        .accept(incoming, &Sender::Endpoint)
+        .await
+        .map(drop)
+        .map_err(|e| e.0)
 }

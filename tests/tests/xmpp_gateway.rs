@@ -9,8 +9,8 @@
 use imxp_apex::access::{Actions, Actor};
 use imxp_apex::status::StatusResponse;
 use imxp_apex::{ApexOption, Endpoint};
-use imxp_client::access;
 use imxp_client::payload::text_data;
+use imxp_client::{access, presence};
 use imxp_e2e::keyring::Keys;
 use imxp_e2e::protect::{self, Protection};
 use imxp_e2e::{ImUri, Scheme, Verdict, mime, smime};
@@ -247,7 +247,7 @@ async fn smime_crosses_unchanged_and_errors_and_limits_are_mapped() {
     let (prosody, a, b) = setup_with(
         base.path(),
         &ca,
-        "max_stanza_size = 4096\nmax_per_domain_per_minute = 3\n",
+        "max_stanza_size = 4096\nmax_per_domain_per_minute = 5\n",
     )
     .await;
     let mut bob = b
@@ -631,6 +631,75 @@ async fn imxp_listen_verifies_an_smime_message_echoed_through_xmpp() {
     assert_eq!(line["verdict"], "verified", "{line}");
     assert_eq!(line["verified"], true, "{line}");
     drop(romeo);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_imxp_user_sees_an_xmpp_users_availability() {
+    let base = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let (prosody, a, b) = setup(base.path(), &ca).await;
+    let port = prosody.c2s_port;
+    let romeo = blocking(move || XmppClient::login("romeo@montague.lit", "romeo-pw", port)).await;
+    let mut alice = a
+        .attach(&ca, "alice@a.test", "secret-alice", "alice@a.test")
+        .await
+        .expect("alice attaches");
+    let romeo_ep = ep("romeo%montague.lit@xmpp.a.test");
+    let now = || presence::now_ms();
+
+    // alice subscribes: the gateway asks romeo, and shows him closed
+    // until he approves.
+    let (mut subscription, entry) =
+        tokio::time::timeout(TIMEOUT, presence::subscribe(&mut alice, &romeo_ep, 3600))
+            .await
+            .expect("in time")
+            .expect("the gateway's presence service answers");
+    assert_eq!(entry.publisher, romeo_ep);
+    assert!(!entry.is_open(now()), "{entry:?}");
+    let alice_jid = "alice\\40a.test@imxp.montague.lit";
+    let (request, mut romeo) = blocking(move || {
+        let mut romeo = romeo;
+        let request = presence_from(&mut romeo, alice_jid);
+        (request, romeo)
+    })
+    .await;
+    let request = request.expect("romeo is asked");
+    assert_eq!(request["type"], "subscribe", "{request}");
+
+    // romeo approves: his server sends his presence, alice sees him open
+    // (after any closed update sent before).
+    romeo.command(json!({"cmd": "presence", "to": alice_jid, "type": "subscribed"}));
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let entry = loop {
+        let entry = tokio::time::timeout_at(
+            deadline,
+            presence::next_update(&mut alice, &mut subscription),
+        )
+        .await
+        .expect("romeo shows up in time")
+        .expect("an update")
+        .unwrap_or_else(|| panic!("the subscription ended; prosody log:\n{}", prosody.log()));
+        if entry.is_open(now()) {
+            break entry;
+        }
+    };
+    assert_eq!(entry.tuples[0].destination, "xmpp:romeo@montague.lit");
+
+    // romeo goes unavailable: alice sees him closed.
+    romeo.command(json!({"cmd": "presence", "type": "unavailable"}));
+    let entry = tokio::time::timeout(
+        TIMEOUT,
+        presence::next_update(&mut alice, &mut subscription),
+    )
+    .await
+    .expect("in time")
+    .expect("an update")
+    .expect("the subscription goes on");
+    assert!(!entry.is_open(now()), "romeo is away: {entry:?}");
+    drop(romeo);
+    drop(alice);
     a.stop().await;
     b.stop().await;
 }

@@ -63,8 +63,9 @@ class Client(slixmpp.ClientXMPP):
                      "presence_unsubscribe", "presence_unsubscribed",
                      "presence_error"):
             self.add_event_handler(kind, self.on_presence)
-        # The tests decide about subscriptions themselves.
-        self.roster.auto_authorize = False
+        # The tests decide about subscriptions themselves (None: slixmpp
+        # neither accepts nor refuses; False would refuse at once).
+        self.roster.auto_authorize = None
         self.roster.auto_subscribe = False
 
     async def on_start(self, _event):
