@@ -60,8 +60,9 @@ pub(crate) fn print<T: Serialize>(json: bool, figures: &T) -> anyhow::Result<()>
     Ok(())
 }
 
-/// a.test (with `senders` sender users) and b.test (one sink user),
-/// routed to each other, written under `base`; neither is started.
+/// a.test (with `senders` sender users, retrying deferred datagrams
+/// only after an hour) and b.test (one sink user), routed to each other,
+/// written under `base`; neither is started.
 pub(crate) struct Pair {
     pub(crate) imxpd: PathBuf,
     pub(crate) a: Layout,
@@ -78,7 +79,10 @@ impl Pair {
             relays::Plan {
                 domain: "a.test".into(),
                 users: senders.clone(),
-                extra: limits.clone(),
+                // A deferred datagram waits for the scenario's flush: a
+                // retry of its own could reach b.test before the sink is
+                // attached there, and fail as "not attached".
+                extra: format!("{limits}\n[queue]\nmin_backoff = \"1h\"\nmax_backoff = \"1h\"\n"),
             },
             relays::Plan {
                 domain: "b.test".into(),
