@@ -861,9 +861,10 @@ async fn handle(
                 ),
             }
         }
-        Kind::Message => {
-            // Backpressure: with MAX_INBOUND messages being queued, stop
-            // reading the stream until one is done (TCP tells the server).
+        Kind::Message | Kind::Presence => {
+            // Backpressure: with MAX_INBOUND messages and presence stanzas
+            // being queued, stop reading the stream until one is done (TCP
+            // tells the server).
             let Ok(permit) = inbound.clone().acquire_owned().await else {
                 return;
             };
@@ -871,40 +872,21 @@ async fn handle(
             let link = link.clone();
             let replies = replies.clone();
             let limits = limits.clone();
+            let presence = matches!(stanza.kind, Kind::Presence);
             tokio::spawn(async move {
-                if let Err((error_type, condition, text)) =
-                    accept(&ctx, &link, &stanza, &limits).await
-                {
-                    tracing::info!(
-                        gateway = %link.settings.domain,
-                        from = stanza.from.as_deref().unwrap_or(""),
-                        condition,
-                        reason = %text,
-                        "message from XMPP refused"
-                    );
-                    answer_error(&replies, &stanza, error_type, condition, &text);
-                }
-                drop(permit);
-            });
-        }
-        Kind::Presence => {
-            let Ok(permit) = inbound.clone().acquire_owned().await else {
-                return;
-            };
-            let ctx = ctx.clone();
-            let link = link.clone();
-            let replies = replies.clone();
-            let limits = limits.clone();
-            tokio::spawn(async move {
-                if let Err((error_type, condition, text)) =
+                let accepted = if presence {
                     accept_presence(&ctx, &link, &stanza, &limits).await
-                {
+                } else {
+                    accept(&ctx, &link, &stanza, &limits).await
+                };
+                if let Err((error_type, condition, text)) = accepted {
                     tracing::info!(
                         gateway = %link.settings.domain,
                         from = stanza.from.as_deref().unwrap_or(""),
                         condition,
                         reason = %text,
-                        "presence from XMPP refused"
+                        "{} from XMPP refused",
+                        if presence { "presence" } else { "message" }
                     );
                     answer_error(&replies, &stanza, error_type, condition, &text);
                 }
